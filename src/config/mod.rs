@@ -1,0 +1,421 @@
+//! The one YAML configuration: structure, defaults, `--set` overrides and
+//! validation. A bad file stops the start with a message naming the key.
+
+mod duration;
+mod size;
+
+pub use size::ByteSize;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The documented default configuration, shipped as `config.yaml`.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config.yaml");
+
+/// BEP 15: a client may use a connection id for two minutes.
+const MIN_CONNECTION_ID_LIFETIME: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub runtime: RuntimeConfig,
+    pub log: LogConfig,
+    pub udp: UdpConfig,
+    pub tracker: TrackerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub cores: Cores,
+    pub io_memory: ByteSize,
+    #[serde(with = "duration")]
+    pub spin_before_park: Duration,
+    #[serde(with = "duration")]
+    pub preempt_timer: Duration,
+    pub channel_capacity: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cores: Cores::Auto,
+            io_memory: ByteSize(256 << 10),
+            spin_before_park: Duration::ZERO,
+            preempt_timer: Duration::from_millis(1),
+            channel_capacity: 256,
+        }
+    }
+}
+
+/// `auto` or an explicit list of CPU ids, one shard each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cores {
+    #[serde(with = "auto_keyword")]
+    Auto,
+    List(Vec<usize>),
+}
+
+mod auto_keyword {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(()),
+            other => Err(de::Error::custom(format!("expected `auto`, got `{other}`"))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub batch_size: usize,
+    pub recv_buffer: ByteSize,
+    pub send_buffer: ByteSize,
+    pub connection_id_key: String,
+    #[serde(with = "duration")]
+    pub connection_id_lifetime: Duration,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "0.0.0.0:6969".parse().unwrap(),
+                "[::]:6969".parse().unwrap(),
+            ],
+            batch_size: 64,
+            recv_buffer: ByteSize(8 << 20),
+            send_buffer: ByteSize(4 << 20),
+            connection_id_key: String::new(),
+            connection_id_lifetime: MIN_CONNECTION_ID_LIFETIME,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackerConfig {
+    #[serde(with = "duration")]
+    pub announce_interval: Duration,
+    #[serde(with = "duration")]
+    pub min_announce_interval: Duration,
+    pub default_numwant: u32,
+    pub max_numwant: u32,
+    pub max_scrape_infohashes: usize,
+    #[serde(with = "duration")]
+    pub peer_lifetime: Duration,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            announce_interval: Duration::from_secs(30 * 60),
+            min_announce_interval: Duration::from_secs(15 * 60),
+            default_numwant: 50,
+            max_numwant: 200,
+            max_scrape_infohashes: 74,
+            peer_lifetime: Duration::from_secs(45 * 60),
+        }
+    }
+}
+
+/// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
+/// validates. Every error names the key at fault.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    from_yaml(&text, overrides).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn from_yaml(text: &str, overrides: &[String]) -> Result<Config, String> {
+    let mut tree: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    if tree.is_null() {
+        tree = serde_yaml::Value::Mapping(Default::default());
+    }
+    for item in overrides {
+        apply_override(&mut tree, item)?;
+    }
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        // "udp.listen[0]" reads better as "udp.listen" plus the message.
+        let key = path.split('[').next().unwrap_or(&path).to_owned();
+        format!("{key}: {}", e.into_inner())
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// `runtime.cores=[0, 1]`: the value is YAML, set at the dotted path.
+fn apply_override(tree: &mut serde_yaml::Value, item: &str) -> Result<(), String> {
+    let (path, value) = item
+        .split_once('=')
+        .ok_or_else(|| format!("--set `{item}`: expected key.path=VALUE"))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(value)
+        .map_err(|e| format!("--set {path}: value is not valid YAML: {e}"))?;
+    let mut node = tree;
+    for part in path.split('.') {
+        if part.is_empty() {
+            return Err(format!("--set `{path}`: empty key segment"));
+        }
+        if node.is_null() {
+            *node = serde_yaml::Value::Mapping(Default::default());
+        }
+        let map = match node {
+            serde_yaml::Value::Mapping(map) => map,
+            _ => {
+                return Err(format!(
+                    "--set {path}: `{part}` is inside a value that is not a section"
+                ))
+            }
+        };
+        node = map
+            .entry(serde_yaml::Value::String(part.to_owned()))
+            .or_insert(serde_yaml::Value::Null);
+    }
+    *node = value;
+    Ok(())
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        let rt = &self.runtime;
+        if let Cores::List(list) = &rt.cores {
+            if list.is_empty() {
+                return Err("runtime.cores: the list is empty; give CPU ids or `auto`".into());
+            }
+            let allowed = crate::shard::cpus::allowed_cpus();
+            if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
+                return Err(format!(
+                    "runtime.cores: CPU {bad} is not in this process's affinity mask {allowed:?}"
+                ));
+            }
+        }
+        if rt.io_memory.0 < 64 << 10 || rt.io_memory.0 > 64 << 20 {
+            return Err(format!(
+                "runtime.io_memory: {} is outside 64KiB..64MiB",
+                rt.io_memory
+            ));
+        }
+        if rt.preempt_timer.is_zero() || rt.preempt_timer > Duration::from_secs(1) {
+            return Err("runtime.preempt_timer: must be between 1us and 1s".into());
+        }
+        if !(1..=65_536).contains(&rt.channel_capacity) {
+            return Err("runtime.channel_capacity: must be between 1 and 65536".into());
+        }
+        let udp = &self.udp;
+        if !(1..=1024).contains(&udp.batch_size) {
+            return Err(format!(
+                "udp.batch_size: {} is outside 1..=1024",
+                udp.batch_size
+            ));
+        }
+        for (key, size) in [
+            ("udp.recv_buffer", udp.recv_buffer),
+            ("udp.send_buffer", udp.send_buffer),
+        ] {
+            if size.0 < 4096 || size.0 > 1 << 30 {
+                return Err(format!("{key}: {size} is outside 4KiB..1GiB"));
+            }
+        }
+        if let Some(dup) = first_duplicate(&udp.listen) {
+            return Err(format!("udp.listen: {dup} is listed twice"));
+        }
+        if !udp.connection_id_key.is_empty() && udp.connection_id_key.len() < 16 {
+            return Err(
+                "udp.connection_id_key: use at least 16 characters, or leave it empty for a random key"
+                    .into(),
+            );
+        }
+        if udp.connection_id_lifetime < MIN_CONNECTION_ID_LIFETIME {
+            return Err(format!(
+                "udp.connection_id_lifetime: {} is shorter than the 2 minutes BEP 15 lets clients use an id",
+                humantime::format_duration(udp.connection_id_lifetime)
+            ));
+        }
+        if udp.connection_id_lifetime > Duration::from_secs(24 * 3600) {
+            return Err("udp.connection_id_lifetime: longer than 24h".into());
+        }
+        let t = &self.tracker;
+        if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
+            return Err("tracker.announce_interval: must be at least 1s".into());
+        }
+        if t.min_announce_interval > t.announce_interval {
+            return Err(format!(
+                "tracker.min_announce_interval: {} is longer than tracker.announce_interval ({})",
+                humantime::format_duration(t.min_announce_interval),
+                humantime::format_duration(t.announce_interval)
+            ));
+        }
+        if t.max_numwant == 0 || t.max_numwant > 10_000 {
+            return Err("tracker.max_numwant: must be between 1 and 10000".into());
+        }
+        if t.default_numwant > t.max_numwant {
+            return Err(format!(
+                "tracker.default_numwant: {} is larger than tracker.max_numwant ({})",
+                t.default_numwant, t.max_numwant
+            ));
+        }
+        if !(1..=1000).contains(&t.max_scrape_infohashes) {
+            return Err("tracker.max_scrape_infohashes: must be between 1 and 1000".into());
+        }
+        if t.peer_lifetime <= t.announce_interval {
+            return Err(format!(
+                "tracker.peer_lifetime: {} must be longer than tracker.announce_interval ({}), or peers vanish between announces",
+                humantime::format_duration(t.peer_lifetime),
+                humantime::format_duration(t.announce_interval)
+            ));
+        }
+        if t.peer_lifetime.as_secs() > u32::MAX as u64 / 2 {
+            return Err("tracker.peer_lifetime: too long".into());
+        }
+        Ok(())
+    }
+
+    /// The CPU ids of the shards, in shard order.
+    pub fn shard_cpus(&self) -> Vec<usize> {
+        match &self.runtime.cores {
+            Cores::Auto => crate::shard::cpus::allowed_cpus(),
+            Cores::List(list) => list.clone(),
+        }
+    }
+
+    /// The effective configuration as YAML, with secrets masked.
+    pub fn to_masked_yaml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.udp.connection_id_key.is_empty() {
+            shown.udp.connection_id_key = "********".into();
+        }
+        serde_yaml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+fn first_duplicate<T: PartialEq + Copy>(items: &[T]) -> Option<T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, a)| items[..*i].contains(a))
+        .map(|(_, a)| *a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_is_the_default() {
+        let parsed = from_yaml(DEFAULT_CONFIG_YAML, &[]).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert_eq!(from_yaml("", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let config = from_yaml(DEFAULT_CONFIG_YAML, &["runtime.cores=[0]".into()]).unwrap();
+        let printed = serde_yaml::to_string(&config).unwrap();
+        assert_eq!(from_yaml(&printed, &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn overrides_apply_yaml_values() {
+        let config = from_yaml(
+            DEFAULT_CONFIG_YAML,
+            &[
+                "runtime.cores=[0]".into(),
+                "udp.listen=[\"127.0.0.1:7000\"]".into(),
+                "tracker.announce_interval=10m".into(),
+                "tracker.min_announce_interval=5m".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.runtime.cores, Cores::List(vec![0]));
+        assert_eq!(config.udp.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(config.tracker.announce_interval, Duration::from_secs(600));
+    }
+
+    fn error_of(yaml: &str, overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        from_yaml(yaml, &overrides).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = error_of("runtime:\n  coers: auto\n", &[]);
+        assert!(e.contains("coers"), "{e}");
+        let e = error_of("", &["tracker.peer_lifetime=nonsense"]);
+        assert!(e.contains("tracker.peer_lifetime"), "{e}");
+        let e = error_of("", &["tracker.default_numwant=500"]);
+        assert!(e.contains("tracker.default_numwant"), "{e}");
+        let e = error_of("", &["tracker.peer_lifetime=10m"]);
+        assert!(e.contains("tracker.peer_lifetime"), "{e}");
+        let e = error_of("", &["udp.connection_id_lifetime=1m"]);
+        assert!(e.contains("udp.connection_id_lifetime"), "{e}");
+        let e = error_of("", &["udp.connection_id_key=short"]);
+        assert!(e.contains("udp.connection_id_key"), "{e}");
+        let e = error_of("", &["udp.listen=[\"not an address\"]"]);
+        assert!(e.contains("udp.listen"), "{e}");
+        let e = error_of("", &["runtime.cores=[]"]);
+        assert!(e.contains("runtime.cores"), "{e}");
+        let e = error_of("", &["runtime.cores=[100000]"]);
+        assert!(e.contains("runtime.cores"), "{e}");
+        let e = error_of("", &["runtime.cores=sometimes"]);
+        assert!(e.contains("runtime.cores"), "{e}");
+        let e = error_of("", &["udp.batch_size=0"]);
+        assert!(e.contains("udp.batch_size"), "{e}");
+        let e = error_of("", &["udp.recv_buffer=12XB"]);
+        assert!(e.contains("udp.recv_buffer"), "{e}");
+        let e = error_of("", &["log.level=loud"]);
+        assert!(e.contains("log.level"), "{e}");
+        let e = error_of("", &["nokey"]);
+        assert!(e.contains("nokey"), "{e}");
+        let e = error_of("", &["udp.listen.x=1"]);
+        assert!(e.contains("udp.listen"), "{e}");
+    }
+
+    #[test]
+    fn masks_the_key() {
+        let config = from_yaml("", &["udp.connection_id_key=0123456789abcdef0123".into()]).unwrap();
+        let shown = config.to_masked_yaml();
+        assert!(!shown.contains("0123456789abcdef"));
+        assert!(shown.contains("********"));
+    }
+}

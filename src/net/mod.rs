@@ -1,0 +1,4 @@
+//! Sockets: creating the SO_REUSEPORT groups and batched datagram I/O.
+
+pub mod mmsg;
+pub mod udp;

@@ -1,0 +1,50 @@
+//! Protocol-neutral requests: what the middleware and the swarms see,
+//! whether the request came over UDP or HTTP.
+
+use smallvec::SmallVec;
+use std::net::IpAddr;
+
+pub type InfoHash = [u8; 20];
+pub type PeerId = [u8; 20];
+
+/// BEP 41 URL data (UDP) or the request path (HTTP). Inline up to the size
+/// of a typical `/<32-char passkey>/announce`, so no allocation then.
+pub type UrlData = SmallVec<[u8; 48]>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    None,
+    Started,
+    Completed,
+    Stopped,
+    /// BEP 21: the client keeps seeding what it has but downloads no more.
+    Paused,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announce {
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    pub downloaded: u64,
+    pub left: u64,
+    pub uploaded: u64,
+    pub event: Event,
+    pub key: u32,
+    /// `None` when the client left it to the tracker (UDP: -1).
+    pub numwant: Option<u32>,
+    pub port: u16,
+    pub url_data: UrlData,
+}
+
+impl Announce {
+    pub fn is_seeder(&self) -> bool {
+        self.left == 0
+    }
+}
+
+/// Who is asking: the address the swarm stores and answers are sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub port: u16,
+}

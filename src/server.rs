@@ -1,0 +1,142 @@
+//! Start-up and shutdown: validate, bind every socket from this thread in
+//! shard order, then start one pinned executor per shard.
+
+use crate::config::Config;
+use crate::middleware::{no_hooks, HookFactory};
+use crate::net::udp::{bind_group, GroupOptions};
+use crate::protocol::connection_id::ConnectionIdKey;
+use crate::shard::{self, mesh, owner::Owner, Common, Plan, ShardStats};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A tracker to start; `with_hooks` links an operator's own middleware.
+pub struct Server {
+    config: Config,
+    hooks: HookFactory,
+}
+
+/// A started tracker.
+pub struct Running {
+    executors: Vec<ExecutorJoinHandle<ShardStats>>,
+    shutdown: Arc<AtomicBool>,
+    /// The bound UDP addresses, in `udp.listen` order (port 0 resolved).
+    pub udp_addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            hooks: no_hooks(),
+        }
+    }
+
+    pub fn with_hooks(mut self, hooks: HookFactory) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    pub fn start(self) -> io::Result<Running> {
+        self.config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let cpus = self.config.shard_cpus();
+        let shards = cpus.len();
+        let owner = Owner::new(shards);
+
+        // Every group binds shard 0's socket first, then 1's...: the
+        // kernel's socket index is the shard id the BPF program returns.
+        let options = GroupOptions {
+            recv_buffer: self.config.udp.recv_buffer.0 as usize,
+            send_buffer: self.config.udp.send_buffer.0 as usize,
+        };
+        let mut per_shard: Vec<Vec<socket2::Socket>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut udp_addrs = Vec::new();
+        for addr in &self.config.udp.listen {
+            let group = bind_group(*addr, &owner, &options).map_err(|e| {
+                io::Error::new(e.kind(), format!("udp.listen: cannot bind {addr}: {e}"))
+            })?;
+            udp_addrs.push(group[0].local_addr()?.as_socket().unwrap_or(*addr));
+            for (shard, socket) in group.into_iter().enumerate() {
+                per_shard[shard].push(socket);
+            }
+        }
+
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let common = Arc::new(Common {
+            connection_ids: ConnectionIdKey::new(
+                &self.config.udp.connection_id_key,
+                self.config.udp.connection_id_lifetime.as_secs() as u32,
+            ),
+            owner,
+            start: Instant::now(),
+            shutdown: shutdown.clone(),
+            hooks: self.hooks,
+            config: self.config,
+        });
+        let rt = &common.config.runtime;
+        let mut executors = Vec::with_capacity(shards);
+        let links = mesh::full_mesh(shards, rt.channel_capacity);
+        for ((id, (cpu, udp_sockets)), links) in cpus.iter().zip(per_shard).enumerate().zip(links) {
+            let plan = Plan {
+                id,
+                udp_sockets,
+                links,
+            };
+            let common = common.clone();
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
+                .name(&format!("shoal-shard-{id}"))
+                .io_memory(rt.io_memory.0 as usize)
+                .spin_before_park(rt.spin_before_park)
+                .preempt_timer(rt.preempt_timer)
+                .spawn(move || shard::run(plan, common))
+                .map_err(|e| {
+                    io::Error::other(format!("cannot start shard {id} on CPU {cpu}: {e}"))
+                });
+            match handle {
+                Ok(h) => executors.push(h),
+                Err(e) => {
+                    shutdown.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, "Shoal is serving");
+        Ok(Running {
+            executors,
+            shutdown,
+            udp_addrs,
+        })
+    }
+}
+
+impl Running {
+    /// Asks every shard to stop; `join` waits for them.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    /// Waits for every shard; `Err` if one failed rather than being asked
+    /// to stop.
+    pub fn join(self) -> Result<Vec<ShardStats>, String> {
+        let mut stats = Vec::new();
+        let mut failure = None;
+        for (id, handle) in self.executors.into_iter().enumerate() {
+            match handle.join() {
+                Ok(s) => stats.push(s),
+                Err(e) => {
+                    failure.get_or_insert(format!("shard {id} failed: {e}"));
+                }
+            }
+        }
+        failure.map_or(Ok(stats), Err)
+    }
+}

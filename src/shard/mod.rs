@@ -1,0 +1,211 @@
+//! One shard: a pinned executor that owns a slice of the infohashes, its
+//! swarms and its sockets. Everything here is touched by one thread only
+//! (`Rc`, `RefCell`, `Cell`): no locks or atomics on the request path.
+
+pub mod cpus;
+pub mod mesh;
+pub mod owner;
+mod stats;
+mod udp;
+
+use crate::config::Config;
+use crate::middleware::{HookFactory, Pipeline};
+use crate::protocol::connection_id::ConnectionIdKey;
+use crate::swarm::Swarms;
+use glommio::channels::shared_channel::ConnectedSender;
+use mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
+use owner::Owner;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use stats::ShardStats;
+
+/// How often a shard wakes for housekeeping: expiry slices, shutdown.
+const TICK: Duration = Duration::from_millis(100);
+/// Torrents visited per tick at least; more when the shard holds many, so
+/// that a full sweep takes about `SWEEP_TICKS` ticks (one minute).
+const MIN_SWEEP_SLICE: usize = 256;
+const SWEEP_TICKS: usize = 600;
+
+/// Read-only facts every shard shares.
+pub struct Common {
+    pub config: Config,
+    pub owner: Owner,
+    pub connection_ids: ConnectionIdKey,
+    pub start: Instant,
+    pub shutdown: Arc<AtomicBool>,
+    pub hooks: HookFactory,
+}
+
+/// What one shard is handed at start (all of it `Send`).
+pub struct Plan {
+    pub id: usize,
+    pub udp_sockets: Vec<socket2::Socket>,
+    pub links: mesh::Links,
+}
+
+/// Response settings in wire units, derived from the config once.
+pub(crate) struct Settings {
+    interval: u32,
+    min_interval: u32,
+    default_numwant: u32,
+    max_numwant: u32,
+    peer_lifetime: u32,
+    max_scrape: usize,
+    batch_size: usize,
+}
+
+/// Coarse time, read once per batch (vDSO, no system call).
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    /// Unix seconds: connection ids, comparable between instances.
+    unix: u32,
+    /// Seconds since start: peer expiry.
+    mono: u32,
+}
+
+pub(crate) struct Shard {
+    id: usize,
+    common: Arc<Common>,
+    settings: Settings,
+    swarms: RefCell<Swarms>,
+    rng: RefCell<fastrand::Rng>,
+    hooks: RefCell<Pipeline>,
+    stats: ShardStats,
+    udp: Vec<udp::Endpoint>,
+    forward_to: Vec<Option<ConnectedSender<ForwardBatch>>>,
+    reply_to: Vec<Option<ConnectedSender<ReplyBatch>>>,
+    /// Requests for other shards gathered during this turn, by shard.
+    forward_outbox: RefCell<Vec<ForwardBatch>>,
+    reply_outbox: RefCell<Vec<ReplyBatch>>,
+    scrapes: RefCell<udp::PendingScrapes>,
+}
+
+impl Shard {
+    fn clock(&self) -> Clock {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        Clock {
+            unix,
+            mono: self.common.start.elapsed().as_secs() as u32,
+        }
+    }
+
+    fn forward(&self, owner: usize, message: Forward) {
+        self.stats.forwarded.set(self.stats.forwarded.get() + 1);
+        self.forward_outbox.borrow_mut()[owner].push(message);
+    }
+
+    fn reply(&self, origin: usize, message: Reply) {
+        self.reply_outbox.borrow_mut()[origin].push(message);
+    }
+
+    /// Sends this turn's batches to the other shards: one message each.
+    async fn flush_outboxes(&self) {
+        for peer in 0..self.forward_to.len() {
+            let batch = std::mem::take(&mut self.forward_outbox.borrow_mut()[peer]);
+            if let (false, Some(tx)) = (batch.is_empty(), &self.forward_to[peer]) {
+                if tx.send(batch).await.is_err() {
+                    self.common.shutdown.store(true, Ordering::Relaxed);
+                }
+            }
+            let batch = std::mem::take(&mut self.reply_outbox.borrow_mut()[peer]);
+            if let (false, Some(tx)) = (batch.is_empty(), &self.reply_to[peer]) {
+                if tx.send(batch).await.is_err() {
+                    self.common.shutdown.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn housekeeping(&self) {
+        let now = self.clock().mono;
+        let mut swarms = self.swarms.borrow_mut();
+        let slice = (swarms.torrent_count() / SWEEP_TICKS).max(MIN_SWEEP_SLICE);
+        let done = swarms.expire_slice(now, slice);
+        self.stats
+            .expired_peers
+            .set(self.stats.expired_peers.get() + done.peers as u64);
+    }
+}
+
+/// Sets the shared shutdown flag if the shard's thread unwinds, so one
+/// shard's failure stops the process instead of leaving it half-served.
+struct StopAllOnPanic(Arc<AtomicBool>);
+
+impl Drop for StopAllOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The body of shard `plan.id`'s executor; returns at shutdown.
+pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
+    let _guard = StopAllOnPanic(common.shutdown.clone());
+    let shards = common.owner.shards();
+    let links = plan.links.connect().await;
+    let config = &common.config;
+    let settings = Settings {
+        interval: config.tracker.announce_interval.as_secs() as u32,
+        min_interval: config.tracker.min_announce_interval.as_secs() as u32,
+        default_numwant: config.tracker.default_numwant,
+        max_numwant: config.tracker.max_numwant,
+        peer_lifetime: config.tracker.peer_lifetime.as_secs() as u32,
+        max_scrape: config.tracker.max_scrape_infohashes,
+        batch_size: config.udp.batch_size,
+    };
+    let udp = plan
+        .udp_sockets
+        .into_iter()
+        .map(udp::Endpoint::new)
+        .collect();
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).expect("the OS random source failed");
+    let shard = Rc::new(Shard {
+        id: plan.id,
+        settings,
+        swarms: RefCell::new(Swarms::default()),
+        rng: RefCell::new(fastrand::Rng::with_seed(u64::from_le_bytes(seed))),
+        hooks: RefCell::new(Pipeline::new((common.hooks)(plan.id))),
+        stats: ShardStats::default(),
+        udp,
+        forward_to: links.forward_to,
+        reply_to: links.reply_to,
+        forward_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
+        reply_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
+        scrapes: RefCell::new(Default::default()),
+        common: common.clone(),
+    });
+
+    let mut tasks = Vec::new();
+    for endpoint in 0..shard.udp.len() {
+        tasks.push(glommio::spawn_local(udp::serve_socket(
+            shard.clone(),
+            endpoint,
+        )));
+    }
+    for rx in links.forward_from {
+        tasks.push(glommio::spawn_local(udp::serve_forwarded(
+            shard.clone(),
+            rx,
+        )));
+    }
+    for rx in links.reply_from {
+        tasks.push(glommio::spawn_local(udp::serve_replies(shard.clone(), rx)));
+    }
+
+    while !common.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(TICK).await;
+        shard.housekeeping();
+    }
+    for task in tasks {
+        task.cancel().await;
+    }
+    shard.stats.clone()
+}

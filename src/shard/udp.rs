@@ -1,0 +1,499 @@
+//! The UDP request path of a shard: batched reads, parse, pre-hooks,
+//! swarm, batched writes, post-hooks. Requests for another shard's
+//! infohashes travel over the mesh; the owner answers them itself.
+
+use super::mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
+use super::stats::ShardStats;
+use super::{Clock, Shard};
+use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
+use crate::net::mmsg::{RecvBatch, SendBatch, Sent};
+use crate::protocol::udp::{self, ParseError, Request, ScrapeCounts, Writer};
+use crate::request::{Announce, Client, InfoHash};
+use crate::swarm::peer_list::PeerMeta;
+use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
+use ahash::HashMap;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// One of the shard's sockets, one per `udp.listen` address.
+pub(crate) struct Endpoint {
+    socket: glommio::net::UdpSocket,
+    fd: RawFd,
+}
+
+impl Endpoint {
+    pub fn new(socket: socket2::Socket) -> Self {
+        let fd = socket.into_raw_fd();
+        // SAFETY: `fd` is an open UDP socket whose ownership we just took
+        // from `socket`; glommio's socket now owns and closes it.
+        let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(fd) };
+        Self { socket, fd }
+    }
+}
+
+/// A post-hook's view of an announce that was answered in this batch.
+struct AfterAnnounce {
+    announce: Announce,
+    client: Client,
+    counts: Counts,
+}
+
+/// Reads and answers datagrams on one socket until the shard stops.
+pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
+    let fd = shard.udp[endpoint].fd;
+    let mut incoming = RecvBatch::new(shard.settings.batch_size);
+    let mut outgoing = SendBatch::new(shard.settings.batch_size);
+    let mut after = Vec::new();
+    loop {
+        let received = match incoming.receive(fd) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(shard = shard.id, error = %e, "UDP socket failed; stopping");
+                shard.common.shutdown.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        if received == 0 {
+            // Empty: park on io_uring until a datagram is queued. (recvmsg
+            // with MSG_PEEK: a plain recv is refused on an unconnected
+            // socket.)
+            let mut probe = [0u8; 1];
+            if let Err(e) = shard.udp[endpoint].socket.peek_from(&mut probe).await {
+                tracing::warn!(shard = shard.id, error = %e, "waiting for UDP data failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            continue;
+        }
+        ShardStats::add(&shard.stats.datagrams, received as u64);
+        let clock = shard.clock();
+        for i in 0..received {
+            let Some((from, packet)) = incoming.get(i) else {
+                ShardStats::add(&shard.stats.malformed, 1);
+                continue;
+            };
+            let slot = outgoing.slot();
+            if let Some(len) =
+                shard.handle_datagram(endpoint, from, packet, clock, slot, &mut after)
+            {
+                outgoing.push(len, from);
+            }
+        }
+        shard.record_sent(outgoing.flush(fd));
+        shard.run_after_hooks(&mut after);
+        shard.flush_outboxes().await;
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Answers announces other shards forwarded, and their scrape queries.
+pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<ForwardBatch>) {
+    let mut outgoing: Vec<SendBatch> = shard
+        .udp
+        .iter()
+        .map(|_| SendBatch::new(shard.settings.batch_size))
+        .collect();
+    let mut after = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        let clock = shard.clock();
+        for message in batch {
+            match message {
+                Forward::UdpAnnounce {
+                    endpoint,
+                    from,
+                    transaction_id,
+                    announce,
+                } => {
+                    let endpoint = endpoint as usize;
+                    let out = &mut outgoing[endpoint];
+                    if out.is_full() {
+                        shard.record_sent(out.flush(shard.udp[endpoint].fd));
+                    }
+                    let len = shard.announce(
+                        from,
+                        transaction_id,
+                        *announce,
+                        clock,
+                        out.slot(),
+                        &mut after,
+                    );
+                    out.push(len, from);
+                }
+                Forward::ScrapeQuery { origin, id, hashes } => {
+                    let swarms = shard.swarms.borrow();
+                    let counts = hashes
+                        .iter()
+                        .map(|(position, hash)| (*position, swarms.counts(hash)))
+                        .collect();
+                    shard.reply(origin as usize, Reply::ScrapeCounts { id, counts });
+                }
+            }
+        }
+        for (endpoint, out) in outgoing.iter_mut().enumerate() {
+            if !out.is_empty() {
+                shard.record_sent(out.flush(shard.udp[endpoint].fd));
+            }
+        }
+        shard.run_after_hooks(&mut after);
+        shard.flush_outboxes().await;
+    }
+}
+
+/// Gathers the owners' scrape counts and answers once all are in.
+pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyBatch>) {
+    let mut outgoing: Vec<SendBatch> = shard
+        .udp
+        .iter()
+        .map(|_| SendBatch::new(shard.settings.batch_size))
+        .collect();
+    while let Some(batch) = rx.recv().await {
+        for Reply::ScrapeCounts { id, counts } in batch {
+            let Some(done) = shard.scrapes.borrow_mut().fill(id, &counts) else {
+                continue;
+            };
+            let out = &mut outgoing[done.endpoint];
+            if out.is_full() {
+                shard.record_sent(out.flush(shard.udp[done.endpoint].fd));
+            }
+            let len = write_scrape(out.slot(), done.transaction_id, &done.counts);
+            out.push(len, done.to);
+        }
+        for (endpoint, out) in outgoing.iter_mut().enumerate() {
+            if !out.is_empty() {
+                shard.record_sent(out.flush(shard.udp[endpoint].fd));
+            }
+        }
+    }
+}
+
+fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Counts]) -> usize {
+    let mut w = Writer::new(slot);
+    udp::write_scrape_header(&mut w, transaction_id);
+    for c in counts {
+        udp::write_scrape_entry(
+            &mut w,
+            ScrapeCounts {
+                seeders: c.seeders,
+                completed: c.downloaded,
+                leechers: c.leechers,
+            },
+        );
+    }
+    w.len()
+}
+
+fn write_error(slot: &mut [u8], transaction_id: u32, message: &str) -> usize {
+    // Keep error answers small whatever a hook says: no amplification.
+    let message = &message[..floor_char_boundary(message, 200)];
+    let mut w = Writer::new(slot);
+    udp::write_error(&mut w, transaction_id, message);
+    w.len()
+}
+
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// Writes sampled peers of the announcer's family into the answer.
+struct UdpPeers<'a> {
+    w: Writer<'a>,
+}
+
+impl PeerSink for UdpPeers<'_> {
+    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
+        self.w.put(addrs.as_flattened());
+    }
+    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
+        self.w.put(addrs.as_flattened());
+    }
+}
+
+impl Shard {
+    /// Post-hooks of the announces whose answers just left.
+    fn run_after_hooks(&self, after: &mut Vec<AfterAnnounce>) {
+        if after.is_empty() {
+            return;
+        }
+        let mut hooks = self.hooks.borrow_mut();
+        for a in after.drain(..) {
+            hooks.after_announce(&a.announce, a.client, a.counts);
+        }
+    }
+
+    fn record_sent(&self, sent: Sent) {
+        ShardStats::add(&self.stats.answered, sent.sent as u64);
+        ShardStats::add(&self.stats.send_dropped, sent.dropped as u64);
+    }
+
+    /// One datagram; returns the length of the answer written to `slot`,
+    /// or `None` when there is nothing to send now.
+    fn handle_datagram(
+        &self,
+        endpoint: usize,
+        from: SocketAddr,
+        packet: &[u8],
+        clock: Clock,
+        slot: &mut [u8],
+        after: &mut Vec<AfterAnnounce>,
+    ) -> Option<usize> {
+        let ids = &self.common.connection_ids;
+        let ip = from.ip();
+        match udp::parse(packet) {
+            Ok(Request::Connect { transaction_id }) => {
+                let mut w = Writer::new(slot);
+                udp::write_connect(&mut w, transaction_id, ids.make(ip, clock.unix));
+                Some(w.len())
+            }
+            Ok(Request::Announce {
+                connection_id,
+                transaction_id,
+                announce,
+            }) => {
+                if !ids.check(connection_id, ip, clock.unix) {
+                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    return None;
+                }
+                let owner = self.common.owner.of(&announce.info_hash);
+                if owner != self.id {
+                    self.forward(
+                        owner,
+                        Forward::UdpAnnounce {
+                            endpoint: endpoint as u16,
+                            from,
+                            transaction_id,
+                            announce: Box::new(announce),
+                        },
+                    );
+                    return None;
+                }
+                Some(self.announce(from, transaction_id, announce, clock, slot, after))
+            }
+            Ok(Request::Scrape {
+                connection_id,
+                transaction_id,
+                info_hashes,
+            }) => {
+                if !ids.check(connection_id, ip, clock.unix) {
+                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    return None;
+                }
+                let (hashes, _) = info_hashes.as_chunks::<20>();
+                self.scrape(endpoint, from, transaction_id, hashes, slot)
+            }
+            Err(ParseError::Drop) => {
+                ShardStats::add(&self.stats.malformed, 1);
+                None
+            }
+            Err(ParseError::Invalid {
+                connection_id,
+                transaction_id,
+                message,
+            }) => {
+                ShardStats::add(&self.stats.malformed, 1);
+                // Only a sender that proved its address gets an answer.
+                if !ids.check(connection_id, ip, clock.unix) {
+                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    return None;
+                }
+                Some(write_error(slot, transaction_id, message))
+            }
+        }
+    }
+
+    /// An announce for an infohash this shard owns.
+    fn announce(
+        &self,
+        from: SocketAddr,
+        transaction_id: u32,
+        mut announce: Announce,
+        clock: Clock,
+        slot: &mut [u8],
+        after: &mut Vec<AfterAnnounce>,
+    ) -> usize {
+        let s = &self.settings;
+        let client = Client {
+            ip: from.ip(),
+            port: announce.port,
+        };
+        let mut ctx = AnnounceContext {
+            protocol: Protocol::Udp,
+            client,
+            shard: self.id,
+            announce: &mut announce,
+            interval: s.interval,
+            min_interval: s.min_interval,
+        };
+        let mut hooks = self.hooks.borrow_mut();
+        if let Err(refusal) = hooks.before_announce(&mut ctx) {
+            return write_error(slot, transaction_id, &refusal.0);
+        }
+        let interval = ctx.interval;
+        let ipv6 = from.is_ipv6();
+        let want = (announce
+            .numwant
+            .unwrap_or(s.default_numwant)
+            .min(s.max_numwant) as usize)
+            .min(udp::max_peers(ipv6));
+        let want = if ipv6 {
+            Want { v4: 0, v6: want }
+        } else {
+            Want { v4: want, v6: 0 }
+        };
+        let (head, body) = slot.split_at_mut(udp::ANNOUNCE_RESPONSE_HEADER_LEN);
+        let mut peers = UdpPeers {
+            w: Writer::new(body),
+        };
+        let counts = self.swarms.borrow_mut().announce(
+            &announce,
+            client,
+            clock.mono.saturating_add(s.peer_lifetime),
+            want,
+            &mut self.rng.borrow_mut(),
+            &mut peers,
+        );
+        let peers_len = peers.w.len();
+        udp::write_announce_header(
+            &mut Writer::new(head),
+            transaction_id,
+            interval,
+            counts.leechers,
+            counts.seeders,
+        );
+        if hooks.wants_after_announce() {
+            after.push(AfterAnnounce {
+                announce,
+                client,
+                counts,
+            });
+        }
+        udp::ANNOUNCE_RESPONSE_HEADER_LEN + peers_len
+    }
+
+    /// A scrape: answered now when this shard owns every infohash, else
+    /// fanned out to the owners and answered when they all replied.
+    fn scrape(
+        &self,
+        endpoint: usize,
+        from: SocketAddr,
+        transaction_id: u32,
+        hashes: &[InfoHash],
+        slot: &mut [u8],
+    ) -> Option<usize> {
+        if hashes.len() > self.settings.max_scrape {
+            return Some(write_error(
+                slot,
+                transaction_id,
+                "too many info hashes in one scrape",
+            ));
+        }
+        let ctx = ScrapeContext {
+            protocol: Protocol::Udp,
+            client: Client {
+                ip: from.ip(),
+                port: from.port(),
+            },
+            shard: self.id,
+            info_hashes: hashes,
+        };
+        if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
+            return Some(write_error(slot, transaction_id, &refusal.0));
+        }
+        let owner = &self.common.owner;
+        let swarms = self.swarms.borrow();
+        if hashes.iter().all(|h| owner.of(h) == self.id) {
+            let mut w = Writer::new(slot);
+            udp::write_scrape_header(&mut w, transaction_id);
+            for h in hashes {
+                let c = swarms.counts(h);
+                udp::write_scrape_entry(
+                    &mut w,
+                    ScrapeCounts {
+                        seeders: c.seeders,
+                        completed: c.downloaded,
+                        leechers: c.leechers,
+                    },
+                );
+            }
+            return Some(w.len());
+        }
+        let mut counts = vec![Counts::default(); hashes.len()];
+        let mut queries: Vec<Vec<(u16, InfoHash)>> = vec![Vec::new(); owner.shards()];
+        for (position, hash) in hashes.iter().enumerate() {
+            match owner.of(hash) {
+                o if o == self.id => counts[position] = swarms.counts(hash),
+                o => queries[o].push((position as u16, *hash)),
+            }
+        }
+        drop(swarms);
+        let waiting = queries.iter().filter(|q| !q.is_empty()).count();
+        let id = self.scrapes.borrow_mut().start(PendingScrape {
+            endpoint,
+            to: from,
+            transaction_id,
+            counts,
+            waiting,
+        });
+        for (o, hashes) in queries.into_iter().enumerate() {
+            if !hashes.is_empty() {
+                self.forward(
+                    o,
+                    Forward::ScrapeQuery {
+                        origin: self.id as u16,
+                        id,
+                        hashes,
+                    },
+                );
+            }
+        }
+        None
+    }
+}
+
+pub(crate) struct PendingScrape {
+    pub endpoint: usize,
+    pub to: SocketAddr,
+    pub transaction_id: u32,
+    pub counts: Vec<Counts>,
+    waiting: usize,
+}
+
+/// Scrapes waiting for other shards' counts, by request id.
+#[derive(Default)]
+pub(crate) struct PendingScrapes {
+    next_id: u32,
+    waiting: HashMap<u32, PendingScrape>,
+}
+
+impl PendingScrapes {
+    fn start(&mut self, scrape: PendingScrape) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.waiting.insert(id, scrape);
+        id
+    }
+
+    /// Files one owner's counts; returns the scrape once all are in.
+    fn fill(&mut self, id: u32, counts: &[(u16, Counts)]) -> Option<PendingScrape> {
+        let pending = self.waiting.get_mut(&id)?;
+        for &(position, c) in counts {
+            if let Some(slot) = pending.counts.get_mut(position as usize) {
+                *slot = c;
+            }
+        }
+        pending.waiting -= 1;
+        if pending.waiting == 0 {
+            self.waiting.remove(&id)
+        } else {
+            None
+        }
+    }
+}

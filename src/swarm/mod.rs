@@ -1,0 +1,329 @@
+//! The swarms one shard owns: per infohash, its peers by family, its
+//! completion count. Update first, then answer (design.md §4).
+
+pub mod peer_list;
+
+use crate::request::{Announce, Client, Event, InfoHash};
+use indexmap::IndexMap;
+use peer_list::{PeerList, PeerMeta};
+use std::net::IpAddr;
+
+pub use peer_list::WireAddr;
+
+pub type V4Addr = [u8; 6];
+pub type V6Addr = [u8; 18];
+
+#[derive(Default)]
+pub struct Torrent {
+    v4: PeerList<V4Addr>,
+    /// Boxed: most torrents never see an IPv6 peer.
+    v6: Option<Box<PeerList<V6Addr>>>,
+    downloaded: u32,
+}
+
+impl Torrent {
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.as_ref().is_none_or(|l| l.is_empty())
+    }
+
+    pub fn counts(&self) -> Counts {
+        let (v6_seeders, v6_leechers) = self
+            .v6
+            .as_ref()
+            .map_or((0, 0), |l| (l.seeders(), l.leechers()));
+        Counts {
+            seeders: (self.v4.seeders() + v6_seeders) as u32,
+            leechers: (self.v4.leechers() + v6_leechers) as u32,
+            downloaded: self.downloaded,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub seeders: u32,
+    pub leechers: u32,
+    pub downloaded: u32,
+}
+
+/// Receives the sampled peers, as contiguous runs in wire format, with
+/// their metadata (peer ids for dictionary responses).
+pub trait PeerSink {
+    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]);
+    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]);
+}
+
+/// How many peers of each family the answer has room for.
+#[derive(Clone, Copy, Debug)]
+pub struct Want {
+    pub v4: usize,
+    pub v6: usize,
+}
+
+pub fn wire_v4(ip: std::net::Ipv4Addr, port: u16) -> V4Addr {
+    let mut a = [0u8; 6];
+    a[..4].copy_from_slice(&ip.octets());
+    a[4..].copy_from_slice(&port.to_be_bytes());
+    a
+}
+
+pub fn wire_v6(ip: std::net::Ipv6Addr, port: u16) -> V6Addr {
+    let mut a = [0u8; 18];
+    a[..16].copy_from_slice(&ip.octets());
+    a[16..].copy_from_slice(&port.to_be_bytes());
+    a
+}
+
+#[derive(Default)]
+pub struct Swarms {
+    torrents: IndexMap<InfoHash, Torrent, ahash::RandomState>,
+    /// Where the next expiry slice starts.
+    sweep_cursor: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub peers: usize,
+    pub torrents: usize,
+    pub visited: usize,
+}
+
+impl Swarms {
+    pub fn torrent_count(&self) -> usize {
+        self.torrents.len()
+    }
+
+    /// Records the announce, then samples peers into `sink`. Returns the
+    /// counts after the update (they include the announcer).
+    pub fn announce(
+        &mut self,
+        announce: &Announce,
+        client: Client,
+        expires: u32,
+        want: Want,
+        rng: &mut fastrand::Rng,
+        sink: &mut impl PeerSink,
+    ) -> Counts {
+        if announce.event == Event::Stopped {
+            return self.stop(&announce.info_hash, client);
+        }
+        let torrent = self.torrents.entry(announce.info_hash).or_default();
+        let seeder = announce.is_seeder();
+        let meta = PeerMeta {
+            peer_id: announce.peer_id,
+            expires,
+            paused: announce.event == Event::Paused,
+        };
+        let (exclude_v4, exclude_v6, was_seeder) = match client.ip {
+            IpAddr::V4(ip) => {
+                let up = torrent.v4.upsert(wire_v4(ip, client.port), meta, seeder);
+                (Some(up.position), None, up.was_seeder)
+            }
+            IpAddr::V6(ip) => {
+                let list = torrent.v6.get_or_insert_with(Default::default);
+                let up = list.upsert(wire_v6(ip, client.port), meta, seeder);
+                (None, Some(up.position), up.was_seeder)
+            }
+        };
+        if announce.event == Event::Completed && !was_seeder {
+            torrent.downloaded = torrent.downloaded.saturating_add(1);
+        }
+        let v4 = &torrent.v4;
+        v4.sample(want.v4, seeder, exclude_v4, rng, |r| {
+            sink.v4(&v4.addrs()[r.clone()], &v4.meta()[r])
+        });
+        if let Some(v6) = &torrent.v6 {
+            v6.sample(want.v6, seeder, exclude_v6, rng, |r| {
+                sink.v6(&v6.addrs()[r.clone()], &v6.meta()[r])
+            });
+        }
+        torrent.counts()
+    }
+
+    fn stop(&mut self, info_hash: &InfoHash, client: Client) -> Counts {
+        let Some(index) = self.torrents.get_index_of(info_hash) else {
+            return Counts::default();
+        };
+        let torrent = &mut self.torrents[index];
+        match client.ip {
+            IpAddr::V4(ip) => {
+                torrent.v4.remove_addr(&wire_v4(ip, client.port));
+            }
+            IpAddr::V6(ip) => {
+                if let Some(list) = &mut torrent.v6 {
+                    list.remove_addr(&wire_v6(ip, client.port));
+                }
+            }
+        }
+        let counts = torrent.counts();
+        if torrent.is_empty() && counts.downloaded == 0 {
+            self.torrents.swap_remove_index(index);
+        }
+        counts
+    }
+
+    pub fn counts(&self, info_hash: &InfoHash) -> Counts {
+        self.torrents
+            .get(info_hash)
+            .map(Torrent::counts)
+            .unwrap_or_default()
+    }
+
+    /// Expires stale peers in up to `max_torrents` torrents, continuing
+    /// where the previous slice stopped, and drops torrents left empty.
+    pub fn expire_slice(&mut self, now: u32, max_torrents: usize) -> Expired {
+        let mut done = Expired::default();
+        if self.sweep_cursor >= self.torrents.len() {
+            self.sweep_cursor = 0;
+        }
+        while done.visited < max_torrents && self.sweep_cursor < self.torrents.len() {
+            done.visited += 1;
+            let torrent = &mut self.torrents[self.sweep_cursor];
+            done.peers += torrent.v4.expire(now);
+            if let Some(v6) = &mut torrent.v6 {
+                done.peers += v6.expire(now);
+                if v6.is_empty() {
+                    torrent.v6 = None;
+                }
+            }
+            if torrent.is_empty() {
+                // The last torrent moves into this slot: visit it next.
+                self.torrents.swap_remove_index(self.sweep_cursor);
+                done.torrents += 1;
+            } else {
+                self.sweep_cursor += 1;
+            }
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect {
+        v4: Vec<V4Addr>,
+        v6: Vec<V6Addr>,
+    }
+
+    impl PeerSink for Collect {
+        fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
+            self.v4.extend_from_slice(addrs);
+        }
+        fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
+            self.v6.extend_from_slice(addrs);
+        }
+    }
+
+    fn announce(ih: u8, left: u64, event: Event) -> Announce {
+        Announce {
+            info_hash: [ih; 20],
+            peer_id: [1; 20],
+            downloaded: 0,
+            left,
+            uploaded: 0,
+            event,
+            key: 0,
+            numwant: None,
+            port: 6881,
+            url_data: Default::default(),
+        }
+    }
+
+    fn client(ip: &str) -> Client {
+        Client {
+            ip: ip.parse().unwrap(),
+            port: 6881,
+        }
+    }
+
+    fn run(swarms: &mut Swarms, a: &Announce, ip: &str, expires: u32) -> (Counts, Collect) {
+        let mut sink = Collect {
+            v4: vec![],
+            v6: vec![],
+        };
+        let mut rng = fastrand::Rng::with_seed(1);
+        let want = Want { v4: 50, v6: 50 };
+        let counts = swarms.announce(a, client(ip), expires, want, &mut rng, &mut sink);
+        (counts, sink)
+    }
+
+    #[test]
+    fn counts_include_announcer_and_peers_exclude_it() {
+        let mut s = Swarms::default();
+        let (c, peers) = run(&mut s, &announce(1, 10, Event::Started), "10.0.0.1", 100);
+        assert_eq!((c.seeders, c.leechers), (0, 1));
+        assert!(peers.v4.is_empty());
+        let (c, peers) = run(&mut s, &announce(1, 10, Event::Started), "10.0.0.2", 100);
+        assert_eq!((c.seeders, c.leechers), (0, 2));
+        assert_eq!(peers.v4, vec![wire_v4("10.0.0.1".parse().unwrap(), 6881)]);
+    }
+
+    #[test]
+    fn seeders_get_only_leechers_and_both_families_are_served() {
+        let mut s = Swarms::default();
+        run(&mut s, &announce(1, 0, Event::None), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 5, Event::None), "10.0.0.2", 100);
+        run(&mut s, &announce(1, 5, Event::None), "2001:db8::1", 100);
+        let (c, peers) = run(&mut s, &announce(1, 0, Event::None), "10.0.0.3", 100);
+        assert_eq!((c.seeders, c.leechers), (2, 2));
+        assert_eq!(peers.v4, vec![wire_v4("10.0.0.2".parse().unwrap(), 6881)]);
+        assert_eq!(peers.v6.len(), 1);
+        let (_, peers) = run(&mut s, &announce(1, 5, Event::None), "2001:db8::1", 100);
+        assert_eq!(peers.v4.len(), 3);
+        assert!(peers.v6.is_empty());
+    }
+
+    #[test]
+    fn stopped_removes_and_gets_nothing() {
+        let mut s = Swarms::default();
+        run(&mut s, &announce(1, 5, Event::Started), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 5, Event::Started), "10.0.0.2", 100);
+        let (c, peers) = run(&mut s, &announce(1, 5, Event::Stopped), "10.0.0.2", 100);
+        assert_eq!((c.seeders, c.leechers), (0, 1));
+        assert!(peers.v4.is_empty());
+        run(&mut s, &announce(1, 5, Event::Stopped), "10.0.0.1", 100);
+        assert_eq!(s.torrent_count(), 0);
+        // A stop for an unknown torrent creates nothing.
+        run(&mut s, &announce(9, 5, Event::Stopped), "10.0.0.1", 100);
+        assert_eq!(s.torrent_count(), 0);
+    }
+
+    #[test]
+    fn completed_is_counted_once_per_transition() {
+        let mut s = Swarms::default();
+        run(&mut s, &announce(1, 5, Event::Started), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 0, Event::Completed), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 0, Event::Completed), "10.0.0.1", 100);
+        let c = s.counts(&[1; 20]);
+        assert_eq!((c.seeders, c.leechers, c.downloaded), (1, 0, 1));
+        // The completion survives the peer leaving.
+        run(&mut s, &announce(1, 0, Event::Stopped), "10.0.0.1", 100);
+        assert_eq!(s.counts(&[1; 20]).downloaded, 1);
+    }
+
+    #[test]
+    fn expiry_drops_stale_peers_and_empty_torrents_in_slices() {
+        let mut s = Swarms::default();
+        for ih in 0..10u8 {
+            run(&mut s, &announce(ih, 5, Event::None), "10.0.0.1", 50);
+            if ih % 2 == 0 {
+                run(&mut s, &announce(ih, 5, Event::None), "2001:db8::1", 500);
+            }
+        }
+        let first = s.expire_slice(100, 4);
+        assert_eq!(first.visited, 4);
+        let mut total = first;
+        while s.sweep_cursor != 0 && s.sweep_cursor < s.torrent_count() {
+            let e = s.expire_slice(100, 4);
+            total.peers += e.peers;
+            total.torrents += e.torrents;
+        }
+        assert_eq!(total.peers, 10);
+        assert_eq!(total.torrents, 5);
+        assert_eq!(s.torrent_count(), 5);
+        s.expire_slice(1000, 100);
+        assert_eq!(s.torrent_count(), 0);
+    }
+}
