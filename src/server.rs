@@ -51,6 +51,7 @@ impl Server {
         // Every group binds shard 0's socket first, then 1's...: the
         // kernel's socket index is the shard id the BPF program returns.
         let options = GroupOptions {
+            kernel_steering: self.config.udp.kernel_steering,
             recv_buffer: self.config.udp.recv_buffer.0 as usize,
             send_buffer: self.config.udp.send_buffer.0 as usize,
         };

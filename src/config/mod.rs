@@ -107,6 +107,7 @@ impl LogLevel {
 #[serde(default, deny_unknown_fields)]
 pub struct UdpConfig {
     pub listen: Vec<SocketAddr>,
+    pub kernel_steering: bool,
     pub batch_size: usize,
     pub recv_buffer: ByteSize,
     pub send_buffer: ByteSize,
@@ -122,6 +123,7 @@ impl Default for UdpConfig {
                 "0.0.0.0:6969".parse().unwrap(),
                 "[::]:6969".parse().unwrap(),
             ],
+            kernel_steering: true,
             batch_size: 64,
             recv_buffer: ByteSize(8 << 20),
             send_buffer: ByteSize(4 << 20),

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 pub struct GroupOptions {
+    pub kernel_steering: bool,
     pub recv_buffer: usize,
     pub send_buffer: usize,
 }
@@ -33,7 +34,7 @@ pub fn bind_group(
         }
         sockets.push(socket);
     }
-    if owner.shards() > 1 {
+    if owner.shards() > 1 && options.kernel_steering {
         attach_program(&sockets[0], owner)?;
     }
     Ok(sockets)
@@ -91,6 +92,7 @@ mod tests {
         for shards in [2usize, 3] {
             let owner = Owner::new(shards);
             let options = GroupOptions {
+                kernel_steering: true,
                 recv_buffer: 1 << 20,
                 send_buffer: 1 << 20,
             };
