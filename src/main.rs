@@ -60,8 +60,12 @@ fn run(config: Config) -> ExitCode {
         }
     };
     let flag = running.shutdown_flag();
+    // The first SIGINT/SIGTERM asks the shards to stop; a second one, if
+    // they have not, ends the process at once.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, flag.clone()) {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())
+            .and_then(|_| signal_hook::flag::register(signal, flag.clone()));
+        if let Err(e) = registered {
             tracing::error!("cannot install signal handler: {e}");
             running.shutdown();
             break;

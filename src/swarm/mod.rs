@@ -2,10 +2,11 @@
 //! completion count. Update first, then answer (design.md §4).
 
 pub mod peer_list;
+pub mod slot_index;
 
 use crate::request::{Announce, Client, Event, InfoHash};
-use indexmap::IndexMap;
-use peer_list::{PeerList, PeerMeta};
+use peer_list::{AddrHasher, PeerList, PeerMeta};
+use slot_index::SlotIndex;
 use std::net::IpAddr;
 
 pub use peer_list::WireAddr;
@@ -74,9 +75,15 @@ pub fn wire_v6(ip: std::net::Ipv6Addr, port: u16) -> V6Addr {
     a
 }
 
+/// The torrents: a dense array (cheap to sweep, compact in memory) and a
+/// keyed index from infohash to position.
 #[derive(Default)]
 pub struct Swarms {
-    torrents: IndexMap<InfoHash, Torrent, ahash::RandomState>,
+    torrents: Vec<(InfoHash, Torrent)>,
+    index: SlotIndex,
+    /// Keyed per process: nobody can aim infohashes at one probe run.
+    hasher: ahash::RandomState,
+    peer_hasher: AddrHasher,
     /// Where the next expiry slice starts.
     sweep_cursor: usize,
 }
@@ -93,6 +100,25 @@ impl Swarms {
         self.torrents.len()
     }
 
+    #[inline]
+    fn position(&self, hash: u64, info_hash: &InfoHash) -> Option<usize> {
+        self.index
+            .find(hash, |p| self.torrents[p as usize].0 == *info_hash)
+            .map(|p| p as usize)
+    }
+
+    /// Removes the torrent at `position`; the last one moves into its place.
+    fn remove_at(&mut self, position: usize) {
+        let last = self.torrents.len() - 1;
+        let hash = self.hasher.hash_one(self.torrents[position].0);
+        self.index.remove(hash, position as u32);
+        if position != last {
+            let moved = self.hasher.hash_one(self.torrents[last].0);
+            self.index.relocate(moved, last as u32, position as u32);
+        }
+        self.torrents.swap_remove(position);
+    }
+
     /// Records the announce, then samples peers into `sink`. Returns the
     /// counts after the update (they include the announcer).
     pub fn announce(
@@ -107,7 +133,18 @@ impl Swarms {
         if announce.event == Event::Stopped {
             return self.stop(&announce.info_hash, client);
         }
-        let torrent = self.torrents.entry(announce.info_hash).or_default();
+        let hash = self.hasher.hash_one(announce.info_hash);
+        let position = match self.position(hash, &announce.info_hash) {
+            Some(p) => p,
+            None => {
+                self.torrents.push((announce.info_hash, Torrent::default()));
+                let p = self.torrents.len() - 1;
+                self.index.insert(hash, p as u32);
+                p
+            }
+        };
+        let h = &self.peer_hasher;
+        let torrent = &mut self.torrents[position].1;
         let seeder = announce.is_seeder();
         let meta = PeerMeta {
             peer_id: announce.peer_id,
@@ -116,12 +153,12 @@ impl Swarms {
         };
         let (exclude_v4, exclude_v6, was_seeder) = match client.ip {
             IpAddr::V4(ip) => {
-                let up = torrent.v4.upsert(wire_v4(ip, client.port), meta, seeder);
+                let up = torrent.v4.upsert(wire_v4(ip, client.port), meta, seeder, h);
                 (Some(up.position), None, up.was_seeder)
             }
             IpAddr::V6(ip) => {
                 let list = torrent.v6.get_or_insert_with(Default::default);
-                let up = list.upsert(wire_v6(ip, client.port), meta, seeder);
+                let up = list.upsert(wire_v6(ip, client.port), meta, seeder, h);
                 (None, Some(up.position), up.was_seeder)
             }
         };
@@ -141,31 +178,31 @@ impl Swarms {
     }
 
     fn stop(&mut self, info_hash: &InfoHash, client: Client) -> Counts {
-        let Some(index) = self.torrents.get_index_of(info_hash) else {
+        let Some(position) = self.position(self.hasher.hash_one(info_hash), info_hash) else {
             return Counts::default();
         };
-        let torrent = &mut self.torrents[index];
+        let h = &self.peer_hasher;
+        let torrent = &mut self.torrents[position].1;
         match client.ip {
             IpAddr::V4(ip) => {
-                torrent.v4.remove_addr(&wire_v4(ip, client.port));
+                torrent.v4.remove_addr(&wire_v4(ip, client.port), h);
             }
             IpAddr::V6(ip) => {
                 if let Some(list) = &mut torrent.v6 {
-                    list.remove_addr(&wire_v6(ip, client.port));
+                    list.remove_addr(&wire_v6(ip, client.port), h);
                 }
             }
         }
         let counts = torrent.counts();
         if torrent.is_empty() && counts.downloaded == 0 {
-            self.torrents.swap_remove_index(index);
+            self.remove_at(position);
         }
         counts
     }
 
     pub fn counts(&self, info_hash: &InfoHash) -> Counts {
-        self.torrents
-            .get(info_hash)
-            .map(Torrent::counts)
+        self.position(self.hasher.hash_one(info_hash), info_hash)
+            .map(|p| self.torrents[p].1.counts())
             .unwrap_or_default()
     }
 
@@ -178,17 +215,18 @@ impl Swarms {
         }
         while done.visited < max_torrents && self.sweep_cursor < self.torrents.len() {
             done.visited += 1;
-            let torrent = &mut self.torrents[self.sweep_cursor];
-            done.peers += torrent.v4.expire(now);
+            let h = &self.peer_hasher;
+            let torrent = &mut self.torrents[self.sweep_cursor].1;
+            done.peers += torrent.v4.expire(now, h);
             if let Some(v6) = &mut torrent.v6 {
-                done.peers += v6.expire(now);
+                done.peers += v6.expire(now, h);
                 if v6.is_empty() {
                     torrent.v6 = None;
                 }
             }
             if torrent.is_empty() {
                 // The last torrent moves into this slot: visit it next.
-                self.torrents.swap_remove_index(self.sweep_cursor);
+                self.remove_at(self.sweep_cursor);
                 done.torrents += 1;
             } else {
                 self.sweep_cursor += 1;

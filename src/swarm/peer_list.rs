@@ -7,12 +7,24 @@
 //! torrents on a public tracker have one or two. Past `INDEX_FROM` peers a
 //! hash index finds a peer by address; below it a linear scan is faster.
 
-use ahash::HashMap;
+use super::slot_index::SlotIndex;
 use smallvec::SmallVec;
 use std::hash::Hash;
 use std::ops::Range;
 
 const INDEX_FROM: usize = 16;
+
+/// Keyed hashing of peer addresses for the index: ports are the client's
+/// choice, so an unkeyed hash would let one build a long probe chain.
+#[derive(Clone, Default)]
+pub struct AddrHasher(ahash::RandomState);
+
+impl AddrHasher {
+    #[inline]
+    pub fn hash<A: WireAddr>(&self, addr: &A) -> u64 {
+        self.0.hash_one(addr)
+    }
+}
 
 /// A peer's address as it goes on the wire: IP then port, big-endian.
 pub trait WireAddr: Copy + Eq + Hash + Default + AsRef<[u8]> + 'static {}
@@ -33,7 +45,7 @@ pub struct PeerList<A: WireAddr> {
     addrs: SmallVec<[A; 2]>,
     meta: SmallVec<[PeerMeta; 2]>,
     leechers: u32,
-    index: Option<Box<HashMap<A, u32>>>,
+    index: Option<Box<SlotIndex>>,
 }
 
 /// What an upsert found and did.
@@ -77,24 +89,26 @@ impl<A: WireAddr> PeerList<A> {
         &self.meta
     }
 
-    pub fn find(&self, addr: &A) -> Option<usize> {
+    pub fn find(&self, addr: &A, h: &AddrHasher) -> Option<usize> {
         match &self.index {
-            Some(index) => index.get(addr).map(|&i| i as usize),
+            Some(index) => index
+                .find(h.hash(addr), |p| self.addrs[p as usize] == *addr)
+                .map(|p| p as usize),
             None => self.addrs.iter().position(|a| a == addr),
         }
     }
 
     /// Adds the peer or refreshes it, moving it between the leecher and
     /// seeder ranges when its status changed.
-    pub fn upsert(&mut self, addr: A, meta: PeerMeta, seeder: bool) -> Upserted {
-        match self.find(&addr) {
+    pub fn upsert(&mut self, addr: A, meta: PeerMeta, seeder: bool, h: &AddrHasher) -> Upserted {
+        match self.find(&addr, h) {
             Some(mut position) => {
                 let was_seeder = position >= self.leechers();
                 self.meta[position] = meta;
                 if seeder && !was_seeder {
-                    position = self.leecher_to_seeder(position);
+                    position = self.leecher_to_seeder(position, h);
                 } else if !seeder && was_seeder {
-                    position = self.seeder_to_leecher(position);
+                    position = self.seeder_to_leecher(position, h);
                 }
                 Upserted {
                     position,
@@ -106,12 +120,12 @@ impl<A: WireAddr> PeerList<A> {
                 self.meta.push(meta);
                 let mut position = self.len() - 1;
                 if let Some(index) = &mut self.index {
-                    index.insert(addr, position as u32);
+                    index.insert(h.hash(&addr), position as u32);
                 } else if self.len() > INDEX_FROM {
-                    self.build_index();
+                    self.build_index(h);
                 }
                 if !seeder {
-                    position = self.seeder_to_leecher(position);
+                    position = self.seeder_to_leecher(position, h);
                 }
                 Upserted {
                     position,
@@ -121,10 +135,10 @@ impl<A: WireAddr> PeerList<A> {
         }
     }
 
-    pub fn remove_addr(&mut self, addr: &A) -> bool {
-        match self.find(addr) {
+    pub fn remove_addr(&mut self, addr: &A, h: &AddrHasher) -> bool {
+        match self.find(addr, h) {
             Some(position) => {
-                self.remove(position);
+                self.remove(position, h);
                 true
             }
             None => false,
@@ -132,19 +146,19 @@ impl<A: WireAddr> PeerList<A> {
     }
 
     /// Removes the peer at `position`; other peers may move.
-    pub fn remove(&mut self, mut position: usize) {
+    pub fn remove(&mut self, mut position: usize, h: &AddrHasher) {
         if position < self.leechers() {
             // Keep the leecher range contiguous: hand the slot to the last
             // leecher, so the hole sits at the range's end, then turn it
             // into a seeder slot.
-            position = self.leecher_to_seeder(position);
+            position = self.leecher_to_seeder(position, h);
         }
         let last = self.len() - 1;
-        self.swap(position, last);
+        self.swap(position, last, h);
         let addr = self.addrs.pop().expect("remove from a non-empty list");
         self.meta.pop();
         if let Some(index) = &mut self.index {
-            index.remove(&addr);
+            index.remove(h.hash(&addr), last as u32);
             if self.addrs.len() < INDEX_FROM / 2 {
                 self.index = None;
             }
@@ -156,14 +170,14 @@ impl<A: WireAddr> PeerList<A> {
     }
 
     /// Removes every peer whose time ran out; returns how many.
-    pub fn expire(&mut self, now: u32) -> usize {
+    pub fn expire(&mut self, now: u32, h: &AddrHasher) -> usize {
         let before = self.len();
         let mut i = 0;
         while i < self.len() {
             if self.meta[i].expires <= now {
                 // Whatever moves into slot `i` comes from a later slot, so it
                 // is checked next; nothing is skipped.
-                self.remove(i);
+                self.remove(i, h);
             } else {
                 i += 1;
             }
@@ -171,39 +185,39 @@ impl<A: WireAddr> PeerList<A> {
         before - self.len()
     }
 
-    fn leecher_to_seeder(&mut self, position: usize) -> usize {
+    fn leecher_to_seeder(&mut self, position: usize, h: &AddrHasher) -> usize {
         let last_leecher = self.leechers() - 1;
-        self.swap(position, last_leecher);
+        self.swap(position, last_leecher, h);
         self.leechers -= 1;
         last_leecher
     }
 
-    fn seeder_to_leecher(&mut self, position: usize) -> usize {
+    fn seeder_to_leecher(&mut self, position: usize, h: &AddrHasher) -> usize {
         let first_seeder = self.leechers();
-        self.swap(position, first_seeder);
+        self.swap(position, first_seeder, h);
         self.leechers += 1;
         first_seeder
     }
 
-    fn swap(&mut self, a: usize, b: usize) {
+    fn swap(&mut self, a: usize, b: usize, h: &AddrHasher) {
         if a == b {
             return;
         }
+        if let Some(index) = &mut self.index {
+            // Were two slots to share a 32-bit hash, both would read
+            // (hash, a) and (hash, b) whichever moved first: still right.
+            index.relocate(h.hash(&self.addrs[a]), a as u32, b as u32);
+            index.relocate(h.hash(&self.addrs[b]), b as u32, a as u32);
+        }
         self.addrs.swap(a, b);
         self.meta.swap(a, b);
-        if let Some(index) = &mut self.index {
-            index.insert(self.addrs[a], a as u32);
-            index.insert(self.addrs[b], b as u32);
-        }
     }
 
-    fn build_index(&mut self) {
-        let index = self
-            .addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (*a, i as u32))
-            .collect();
+    fn build_index(&mut self, h: &AddrHasher) {
+        let mut index = SlotIndex::with_capacity(self.len() * 2);
+        for (i, a) in self.addrs.iter().enumerate() {
+            index.insert(h.hash(a), i as u32);
+        }
         self.index = Some(Box::new(index));
     }
 
@@ -271,6 +285,8 @@ fn windows(
 mod tests {
     use super::*;
 
+    static H: std::sync::LazyLock<AddrHasher> = std::sync::LazyLock::new(AddrHasher::default);
+
     fn addr(n: u16) -> [u8; 6] {
         let [a, b] = n.to_be_bytes();
         [10, 0, a, b, 0x1a, 0xe1]
@@ -288,7 +304,7 @@ mod tests {
         assert_eq!(list.addrs.len(), list.meta.len());
         assert!(list.leechers() <= list.len());
         for (i, a) in list.addrs.iter().enumerate() {
-            assert_eq!(list.find(a), Some(i));
+            assert_eq!(list.find(a, &H), Some(i));
         }
         if let Some(index) = &list.index {
             assert_eq!(index.len(), list.len());
@@ -311,13 +327,13 @@ mod tests {
     #[test]
     fn small_lists_stay_inline() {
         let mut list = PeerList::default();
-        list.upsert(addr(1), meta(10), false);
-        list.upsert(addr(2), meta(10), true);
+        list.upsert(addr(1), meta(10), false, &H);
+        list.upsert(addr(2), meta(10), true, &H);
         assert!(!list.addrs.spilled());
         assert_eq!((list.leechers(), list.seeders()), (1, 1));
-        list.upsert(addr(3), meta(10), true);
+        list.upsert(addr(3), meta(10), true, &H);
         assert!(list.addrs.spilled());
-        list.remove_addr(&addr(3));
+        list.remove_addr(&addr(3), &H);
         assert!(!list.addrs.spilled());
         check(&list);
     }
@@ -326,28 +342,25 @@ mod tests {
     fn status_changes_keep_partition() {
         let mut list = PeerList::default();
         for n in 0..40 {
-            list.upsert(addr(n), meta(10), n % 3 == 0);
+            list.upsert(addr(n), meta(10), n % 3 == 0, &H);
             check(&list);
         }
         assert!(list.index.is_some());
         let seeders = list.seeders();
-        let up = list.upsert(addr(1), meta(10), true);
+        let up = list.upsert(addr(1), meta(10), true, &H);
         assert!(!up.was_seeder);
         assert!(up.position >= list.leechers());
         assert_eq!(list.seeders(), seeders + 1);
-        let up = list.upsert(addr(1), meta(10), false);
+        let up = list.upsert(addr(1), meta(10), false, &H);
         assert!(up.was_seeder);
         assert!(up.position < list.leechers());
         check(&list);
         for n in (0..40).step_by(2) {
-            assert!(list.remove_addr(&addr(n)));
+            assert!(list.remove_addr(&addr(n), &H));
             check(&list);
         }
-        assert!(!list.remove_addr(&addr(0)));
+        assert!(!list.remove_addr(&addr(0), &H));
         assert_eq!(list.len(), 20);
-        for (i, m) in list.meta.iter().enumerate() {
-            let _ = (i, m);
-        }
         for (i, a) in list.addrs.iter().enumerate() {
             let n = u16::from_be_bytes([a[2], a[3]]);
             assert_eq!(i >= list.leechers(), n % 3 == 0, "peer {n} at {i}");
@@ -358,12 +371,17 @@ mod tests {
     fn expire_removes_only_stale() {
         let mut list = PeerList::default();
         for n in 0..50 {
-            list.upsert(addr(n), meta(if n % 2 == 0 { 5 } else { 50 }), n % 5 == 0);
+            list.upsert(
+                addr(n),
+                meta(if n % 2 == 0 { 5 } else { 50 }),
+                n % 5 == 0,
+                &H,
+            );
         }
-        assert_eq!(list.expire(10), 25);
+        assert_eq!(list.expire(10, &H), 25);
         check(&list);
         assert!(list.meta.iter().all(|m| m.expires == 50));
-        assert_eq!(list.expire(100), 25);
+        assert_eq!(list.expire(100, &H), 25);
         assert!(list.is_empty());
         assert!(list.index.is_none());
     }
@@ -372,7 +390,7 @@ mod tests {
     fn sample_never_returns_announcer_or_duplicates() {
         let mut list = PeerList::default();
         for n in 0..30 {
-            list.upsert(addr(n), meta(10), n >= 20);
+            list.upsert(addr(n), meta(10), n >= 20, &H);
         }
         for seed in 0..200 {
             let me = (seed % 30) as usize;
@@ -390,9 +408,9 @@ mod tests {
     fn seeders_get_leechers_only() {
         let mut list = PeerList::default();
         for n in 0..30 {
-            list.upsert(addr(n), meta(10), n >= 20);
+            list.upsert(addr(n), meta(10), n >= 20, &H);
         }
-        let me = list.find(&addr(25)).unwrap();
+        let me = list.find(&addr(25), &H).unwrap();
         let got = sampled(&list, 100, true, Some(me), 1);
         assert_eq!(got.len(), 20);
         assert!(got.iter().all(|&i| i < list.leechers()));
@@ -402,14 +420,14 @@ mod tests {
     fn want_more_than_available_returns_all_others() {
         let mut list = PeerList::default();
         for n in 0..5 {
-            list.upsert(addr(n), meta(10), false);
+            list.upsert(addr(n), meta(10), false, &H);
         }
         let got = sampled(&list, 50, false, Some(2), 7);
         assert_eq!(got, vec![0, 1, 3, 4]);
         assert!(sampled(&list, 0, false, None, 7).is_empty());
         let lone = {
             let mut l = PeerList::default();
-            l.upsert(addr(1), meta(1), false);
+            l.upsert(addr(1), meta(1), false, &H);
             l
         };
         assert!(sampled(&lone, 50, false, Some(0), 7).is_empty());
@@ -419,7 +437,7 @@ mod tests {
     fn samples_cover_the_swarm() {
         let mut list = PeerList::default();
         for n in 0..100 {
-            list.upsert(addr(n), meta(10), false);
+            list.upsert(addr(n), meta(10), false, &H);
         }
         let mut seen = [false; 100];
         for seed in 0..100 {
