@@ -23,6 +23,23 @@ fn second_peer_receives_the_first() {
     assert_eq!(second.peers, vec![v4_peer(1001)]);
 }
 
+#[test]
+fn one_shard_serves_alone() {
+    let t = Tracker::start(&["runtime.cores=[0]"]);
+    let a = Client::connected(t.v4);
+    let b = Client::connected(t.v6);
+    let hashes: Vec<[u8; 20]> = (0..10).map(|_| random_hash()).collect();
+    for ih in &hashes {
+        a.announce(&Announce::new(*ih, 1501));
+        b.announce(&Announce::new(*ih, 1502).seeder());
+        assert_eq!(
+            a.announce(&Announce::new(*ih, 1503)).peers,
+            vec![v4_peer(1501)]
+        );
+    }
+    assert_eq!(a.scrape(&hashes), vec![(1, 0, 2); 10]);
+}
+
 /// Many infohashes (so both shards own some), many client sockets (so
 /// the kernel spreads connects over both shards' sockets): everyone sees
 /// everyone, with kernel steering on and with it off (then the shards

@@ -47,12 +47,61 @@ fn bind_one(addr: SocketAddr, options: &GroupOptions) -> io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    socket.set_recv_buffer_size(options.recv_buffer)?;
-    socket.set_send_buffer_size(options.send_buffer)?;
+    set_buffer(&socket, Buffer::Recv, options.recv_buffer)?;
+    set_buffer(&socket, Buffer::Send, options.send_buffer)?;
     // Blocking mode on purpose: batched reads pass MSG_DONTWAIT, and
     // io_uring only parks a receive on a socket without O_NONBLOCK.
     socket.bind(&SockAddr::from(addr))?;
     Ok(socket)
+}
+
+#[derive(Clone, Copy)]
+enum Buffer {
+    Recv,
+    Send,
+}
+
+/// Sets a socket buffer to the configured size. The plain option is capped
+/// by net.core.rmem_max / wmem_max (often ~208KiB), so where the process
+/// may (CAP_NET_ADMIN) the FORCE variant sets the real size; otherwise a
+/// warning says what took effect and how to raise the cap.
+fn set_buffer(socket: &Socket, which: Buffer, size: usize) -> io::Result<()> {
+    let (force, name, sysctl) = match which {
+        Buffer::Recv => (libc::SO_RCVBUFFORCE, "udp.recv_buffer", "net.core.rmem_max"),
+        Buffer::Send => (libc::SO_SNDBUFFORCE, "udp.send_buffer", "net.core.wmem_max"),
+    };
+    let value = size.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt reads one c_int from a live local.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            force,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if forced {
+        return Ok(());
+    }
+    let effective = match which {
+        Buffer::Recv => {
+            socket.set_recv_buffer_size(size)?;
+            socket.recv_buffer_size()?
+        }
+        Buffer::Send => {
+            socket.set_send_buffer_size(size)?;
+            socket.send_buffer_size()?
+        }
+    };
+    // The kernel reports twice what it grants (bookkeeping overhead).
+    if effective / 2 < size {
+        tracing::warn!(
+            "{name}: asked for {size} bytes, the kernel granted {}; raise {sysctl} (sysctl -w {sysctl}={size}) or run with CAP_NET_ADMIN",
+            effective / 2
+        );
+    }
+    Ok(())
 }
 
 fn attach_program(socket: &Socket, owner: &Owner) -> io::Result<()> {
