@@ -32,6 +32,8 @@ pub struct ScrapeContext<'a> {
     pub client: Client,
     pub shard: usize,
     pub info_hashes: &'a [InfoHash],
+    /// From an HTTP route with a `:passkey` segment.
+    pub passkey: Option<&'a [u8]>,
 }
 
 /// A pre-hook's no: the client gets `reason` as a failure or error.

@@ -11,6 +11,9 @@ pub type PeerId = [u8; 20];
 /// of a typical `/<32-char passkey>/announce`, so no allocation then.
 pub type UrlData = SmallVec<[u8; 48]>;
 
+/// A private tracker's passkey, captured from a `:passkey` route segment.
+pub type Passkey = SmallVec<[u8; 40]>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     None,
@@ -34,6 +37,8 @@ pub struct Announce {
     pub numwant: Option<u32>,
     pub port: u16,
     pub url_data: UrlData,
+    /// Set by HTTP routes with a `:passkey` segment.
+    pub passkey: Option<Passkey>,
 }
 
 impl Announce {

@@ -25,6 +25,8 @@ pub struct Running {
     shutdown: Arc<AtomicBool>,
     /// The bound UDP addresses, in `udp.listen` order (port 0 resolved).
     pub udp_addrs: Vec<SocketAddr>,
+    /// The bound HTTP addresses, in `http.listen` order.
+    pub http_addrs: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -67,6 +69,19 @@ impl Server {
             }
         }
 
+        let mut http_per_shard: Vec<Vec<socket2::Socket>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let mut http_addrs = Vec::new();
+        for addr in &self.config.http.listen {
+            let group = crate::net::tcp::bind_group(*addr, shards).map_err(|e| {
+                io::Error::new(e.kind(), format!("http.listen: cannot bind {addr}: {e}"))
+            })?;
+            http_addrs.push(group[0].local_addr()?.as_socket().unwrap_or(*addr));
+            for (shard, socket) in group.into_iter().enumerate() {
+                http_per_shard[shard].push(socket);
+            }
+        }
+
         let shutdown = Arc::new(AtomicBool::new(false));
         let common = Arc::new(Common {
             connection_ids: ConnectionIdKey::new(
@@ -82,10 +97,14 @@ impl Server {
         let rt = &common.config.runtime;
         let mut executors = Vec::with_capacity(shards);
         let links = mesh::full_mesh(shards, rt.channel_capacity);
-        for ((id, (cpu, udp_sockets)), links) in cpus.iter().zip(per_shard).enumerate().zip(links) {
+        let sockets = per_shard.into_iter().zip(http_per_shard);
+        for ((id, (cpu, (udp_sockets, http_listeners))), links) in
+            cpus.iter().zip(sockets).enumerate().zip(links)
+        {
             let plan = Plan {
                 id,
                 udp_sockets,
+                http_listeners,
                 links,
             };
             let common = common.clone();
@@ -106,11 +125,12 @@ impl Server {
                 }
             }
         }
-        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, "Shoal is serving");
+        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, "Shoal is serving");
         Ok(Running {
             executors,
             shutdown,
             udp_addrs,
+            http_addrs,
         })
     }
 }

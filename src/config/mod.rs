@@ -23,6 +23,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub log: LogConfig,
     pub udp: UdpConfig,
+    pub http: HttpConfig,
     pub tracker: TrackerConfig,
 }
 
@@ -129,6 +130,46 @@ impl Default for UdpConfig {
             send_buffer: ByteSize(4 << 20),
             connection_id_key: String::new(),
             connection_id_lifetime: MIN_CONNECTION_ID_LIFETIME,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub announce_routes: Vec<String>,
+    pub scrape_routes: Vec<String>,
+    pub allow_ip_spoofing: bool,
+    pub real_ip_header: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_connections: usize,
+    pub max_request_size: ByteSize,
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "0.0.0.0:6969".parse().unwrap(),
+                "[::]:6969".parse().unwrap(),
+            ],
+            announce_routes: vec!["/announce".into()],
+            scrape_routes: vec!["/scrape".into()],
+            allow_ip_spoofing: false,
+            real_ip_header: String::new(),
+            trusted_proxies: Vec::new(),
+            max_connections: 10_000,
+            max_request_size: ByteSize(4 << 10),
+            idle_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -277,6 +318,7 @@ impl Config {
         if udp.connection_id_lifetime > Duration::from_secs(24 * 3600) {
             return Err("udp.connection_id_lifetime: longer than 24h".into());
         }
+        self.validate_http()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
             return Err("tracker.announce_interval: must be at least 1s".into());
@@ -311,6 +353,53 @@ impl Config {
             return Err("tracker.peer_lifetime: too long".into());
         }
         Ok(())
+    }
+
+    fn validate_http(&self) -> Result<(), String> {
+        let http = &self.http;
+        if let Some(dup) = first_duplicate(&http.listen) {
+            return Err(format!("http.listen: {dup} is listed twice"));
+        }
+        crate::protocol::http::route::Routes::new(&http.announce_routes, &http.scrape_routes)
+            .map_err(|e| format!("http.announce_routes / http.scrape_routes: {e}"))?;
+        self.trusted_proxies()?;
+        if !http.real_ip_header.is_empty() && http.trusted_proxies.is_empty() {
+            return Err(
+                "http.real_ip_header: set http.trusted_proxies too, or the header is never believed"
+                    .into(),
+            );
+        }
+        if !(1..=1_000_000).contains(&http.max_connections) {
+            return Err("http.max_connections: must be between 1 and 1000000".into());
+        }
+        if http.max_request_size.0 < 512 || http.max_request_size.0 > 1 << 20 {
+            return Err(format!(
+                "http.max_request_size: {} is outside 512..1MiB",
+                http.max_request_size
+            ));
+        }
+        for (key, d) in [
+            ("http.idle_timeout", http.idle_timeout),
+            ("http.read_timeout", http.read_timeout),
+            ("http.write_timeout", http.write_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{key}: must be longer than 0s"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `http.trusted_proxies` parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::protocol::http::client_ip::Cidr>, String> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|e| format!("http.trusted_proxies: `{text}`: {e}"))
+            })
+            .collect()
     }
 
     /// The CPU ids of the shards, in shard order.
@@ -409,6 +498,14 @@ mod tests {
         assert!(e.contains("log.level"), "{e}");
         let e = error_of("", &["nokey"]);
         assert!(e.contains("nokey"), "{e}");
+        let e = error_of("", &["http.announce_routes=[\"announce\"]"]);
+        assert!(e.contains("http.announce_routes"), "{e}");
+        let e = error_of("", &["http.trusted_proxies=[\"10.0.0.0/99\"]"]);
+        assert!(e.contains("http.trusted_proxies"), "{e}");
+        let e = error_of("", &["http.real_ip_header=X-Forwarded-For"]);
+        assert!(e.contains("http.real_ip_header"), "{e}");
+        let e = error_of("", &["http.idle_timeout=0s"]);
+        assert!(e.contains("http.idle_timeout"), "{e}");
         let e = error_of("", &["udp.listen.x=1"]);
         assert!(e.contains("udp.listen"), "{e}");
     }

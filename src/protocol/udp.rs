@@ -122,6 +122,7 @@ pub fn parse(packet: &[u8]) -> Result<Request<'_>, ParseError> {
                     numwant: (numwant >= 0).then_some(numwant as u32),
                     port,
                     url_data: parse_options(&packet[ANNOUNCE_LEN..]),
+                    passkey: None,
                 },
             })
         }

@@ -3,7 +3,7 @@
 //! for replies. Shard `i`'s links are indexed by the other shard's id.
 //! Messages are batches: one per peer per event-loop turn.
 
-use crate::request::{Announce, InfoHash};
+use crate::request::{Announce, Client, InfoHash};
 use crate::swarm::Counts;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
@@ -20,6 +20,13 @@ pub enum Forward {
         transaction_id: u32,
         announce: Box<Announce>,
     },
+    /// An HTTP announce: the connection stays on the origin shard, so the
+    /// owner answers with the encoded body.
+    HttpAnnounce {
+        origin: u16,
+        id: u32,
+        job: Box<HttpAnnounceJob>,
+    },
     /// The owner's part of a scrape: counts for these (position, hash).
     ScrapeQuery {
         origin: u16,
@@ -30,6 +37,15 @@ pub enum Forward {
 
 pub enum Reply {
     ScrapeCounts { id: u32, counts: Vec<(u16, Counts)> },
+    HttpBody { id: u32, body: Vec<u8> },
+}
+
+/// What the owner needs to answer an HTTP announce.
+pub struct HttpAnnounceJob {
+    pub announce: Announce,
+    pub client: Client,
+    pub compact: bool,
+    pub no_peer_id: bool,
 }
 
 pub type ForwardBatch = Vec<Forward>;

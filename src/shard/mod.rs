@@ -3,10 +3,13 @@
 //! (`Rc`, `RefCell`, `Cell`): no locks or atomics on the request path.
 
 pub mod cpus;
+mod forward;
+mod http;
 pub mod mesh;
 pub mod owner;
 mod stats;
 mod udp;
+mod wait;
 
 use crate::config::Config;
 use crate::middleware::{HookFactory, Pipeline};
@@ -16,6 +19,7 @@ use glommio::channels::shared_channel::ConnectedSender;
 use mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
 use owner::Owner;
 use std::cell::RefCell;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +48,7 @@ pub struct Common {
 pub struct Plan {
     pub id: usize,
     pub udp_sockets: Vec<socket2::Socket>,
+    pub http_listeners: Vec<socket2::Socket>,
     pub links: mesh::Links,
 }
 
@@ -81,7 +86,11 @@ pub(crate) struct Shard {
     /// Requests for other shards gathered during this turn, by shard.
     forward_outbox: RefCell<Vec<ForwardBatch>>,
     reply_outbox: RefCell<Vec<ReplyBatch>>,
-    scrapes: RefCell<udp::PendingScrapes>,
+    scrapes: RefCell<forward::PendingScrapes>,
+    http: http::HttpSide,
+    http_waiters: wait::Waiters<http::HttpReply>,
+    /// Wakes the flusher that sends HTTP requests' outboxes.
+    flush_notify: wait::Notify,
 }
 
 impl Shard {
@@ -165,6 +174,19 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         .into_iter()
         .map(udp::Endpoint::new)
         .collect();
+    let trusted = config
+        .trusted_proxies()
+        .expect("trusted proxies were validated with the config");
+    let listeners = plan
+        .http_listeners
+        .into_iter()
+        .map(|socket| {
+            let fd = socket.into_raw_fd();
+            // SAFETY: `fd` is a listening TCP socket whose ownership we
+            // just took; glommio's listener now owns and closes it.
+            unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+        })
+        .collect();
     let mut seed = [0u8; 8];
     getrandom::getrandom(&mut seed).expect("the OS random source failed");
     let shard = Rc::new(Shard {
@@ -180,6 +202,9 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         forward_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
         reply_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
         scrapes: RefCell::new(Default::default()),
+        http: http::HttpSide::new(&config.http, trusted, listeners),
+        http_waiters: Default::default(),
+        flush_notify: Default::default(),
         common: common.clone(),
     });
 
@@ -190,14 +215,24 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
             endpoint,
         )));
     }
+    for listener in 0..shard.http.listeners.len() {
+        tasks.push(glommio::spawn_local(http::serve_listener(
+            shard.clone(),
+            listener,
+        )));
+    }
+    tasks.push(glommio::spawn_local(http::flusher(shard.clone())));
     for rx in links.forward_from {
-        tasks.push(glommio::spawn_local(udp::serve_forwarded(
+        tasks.push(glommio::spawn_local(forward::serve_forwarded(
             shard.clone(),
             rx,
         )));
     }
     for rx in links.reply_from {
-        tasks.push(glommio::spawn_local(udp::serve_replies(shard.clone(), rx)));
+        tasks.push(glommio::spawn_local(forward::serve_replies(
+            shard.clone(),
+            rx,
+        )));
     }
 
     while !common.shutdown.load(Ordering::Relaxed) {

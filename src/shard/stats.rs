@@ -11,6 +11,9 @@ pub struct ShardStats {
     pub malformed: Cell<u64>,
     pub send_dropped: Cell<u64>,
     pub expired_peers: Cell<u64>,
+    pub http_answered: Cell<u64>,
+    pub http_malformed: Cell<u64>,
+    pub http_refused: Cell<u64>,
 }
 
 impl ShardStats {

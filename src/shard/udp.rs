@@ -2,7 +2,8 @@
 //! swarm, batched writes, post-hooks. Requests for another shard's
 //! infohashes travel over the mesh; the owner answers them itself.
 
-use super::mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
+use super::forward::ScrapeReplyTo;
+use super::mesh::Forward;
 use super::stats::ShardStats;
 use super::{Clock, Shard};
 use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
@@ -11,8 +12,6 @@ use crate::protocol::udp::{self, ParseError, Request, ScrapeCounts, Writer};
 use crate::request::{Announce, Client, InfoHash};
 use crate::swarm::peer_list::PeerMeta;
 use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
-use ahash::HashMap;
-use glommio::channels::shared_channel::ConnectedReceiver;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
@@ -35,11 +34,11 @@ impl Endpoint {
     }
 }
 
-/// A post-hook's view of an announce that was answered in this batch.
-struct AfterAnnounce {
-    announce: Announce,
-    client: Client,
-    counts: Counts,
+/// A post-hook's view of an announce whose answer is on its way.
+pub(crate) struct AfterAnnounce {
+    pub announce: Announce,
+    pub client: Client,
+    pub counts: Counts,
 }
 
 /// Reads and answers datagrams on one socket until the shard stops.
@@ -82,94 +81,14 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
                 outgoing.push(len, from);
             }
         }
-        shard.record_sent(outgoing.flush(fd));
+        shard.flush_udp(endpoint, &mut outgoing);
         shard.run_after_hooks(&mut after);
         shard.flush_outboxes().await;
         glommio::yield_if_needed().await;
     }
 }
 
-/// Answers announces other shards forwarded, and their scrape queries.
-pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<ForwardBatch>) {
-    let mut outgoing: Vec<SendBatch> = shard
-        .udp
-        .iter()
-        .map(|_| SendBatch::new(shard.settings.batch_size))
-        .collect();
-    let mut after = Vec::new();
-    while let Some(batch) = rx.recv().await {
-        let clock = shard.clock();
-        for message in batch {
-            match message {
-                Forward::UdpAnnounce {
-                    endpoint,
-                    from,
-                    transaction_id,
-                    announce,
-                } => {
-                    let endpoint = endpoint as usize;
-                    let out = &mut outgoing[endpoint];
-                    if out.is_full() {
-                        shard.record_sent(out.flush(shard.udp[endpoint].fd));
-                    }
-                    let len = shard.announce(
-                        from,
-                        transaction_id,
-                        *announce,
-                        clock,
-                        out.slot(),
-                        &mut after,
-                    );
-                    out.push(len, from);
-                }
-                Forward::ScrapeQuery { origin, id, hashes } => {
-                    let swarms = shard.swarms.borrow();
-                    let counts = hashes
-                        .iter()
-                        .map(|(position, hash)| (*position, swarms.counts(hash)))
-                        .collect();
-                    shard.reply(origin as usize, Reply::ScrapeCounts { id, counts });
-                }
-            }
-        }
-        for (endpoint, out) in outgoing.iter_mut().enumerate() {
-            if !out.is_empty() {
-                shard.record_sent(out.flush(shard.udp[endpoint].fd));
-            }
-        }
-        shard.run_after_hooks(&mut after);
-        shard.flush_outboxes().await;
-    }
-}
-
-/// Gathers the owners' scrape counts and answers once all are in.
-pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyBatch>) {
-    let mut outgoing: Vec<SendBatch> = shard
-        .udp
-        .iter()
-        .map(|_| SendBatch::new(shard.settings.batch_size))
-        .collect();
-    while let Some(batch) = rx.recv().await {
-        for Reply::ScrapeCounts { id, counts } in batch {
-            let Some(done) = shard.scrapes.borrow_mut().fill(id, &counts) else {
-                continue;
-            };
-            let out = &mut outgoing[done.endpoint];
-            if out.is_full() {
-                shard.record_sent(out.flush(shard.udp[done.endpoint].fd));
-            }
-            let len = write_scrape(out.slot(), done.transaction_id, &done.counts);
-            out.push(len, done.to);
-        }
-        for (endpoint, out) in outgoing.iter_mut().enumerate() {
-            if !out.is_empty() {
-                shard.record_sent(out.flush(shard.udp[endpoint].fd));
-            }
-        }
-    }
-}
-
-fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Counts]) -> usize {
+pub(crate) fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Counts]) -> usize {
     let mut w = Writer::new(slot);
     udp::write_scrape_header(&mut w, transaction_id);
     for c in counts {
@@ -219,7 +138,7 @@ impl PeerSink for UdpPeers<'_> {
 
 impl Shard {
     /// Post-hooks of the announces whose answers just left.
-    fn run_after_hooks(&self, after: &mut Vec<AfterAnnounce>) {
+    pub(crate) fn run_after_hooks(&self, after: &mut Vec<AfterAnnounce>) {
         if after.is_empty() {
             return;
         }
@@ -229,7 +148,9 @@ impl Shard {
         }
     }
 
-    fn record_sent(&self, sent: Sent) {
+    /// Sends a batch of answers on socket `endpoint`.
+    pub(crate) fn flush_udp(&self, endpoint: usize, batch: &mut SendBatch) {
+        let sent: Sent = batch.flush(self.udp[endpoint].fd);
         ShardStats::add(&self.stats.answered, sent.sent as u64);
         ShardStats::add(&self.stats.send_dropped, sent.dropped as u64);
     }
@@ -310,7 +231,7 @@ impl Shard {
     }
 
     /// An announce for an infohash this shard owns.
-    fn announce(
+    pub(crate) fn announce(
         &self,
         from: SocketAddr,
         transaction_id: u32,
@@ -403,97 +324,16 @@ impl Shard {
             },
             shard: self.id,
             info_hashes: hashes,
+            passkey: None,
         };
         if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
             return Some(write_error(slot, transaction_id, &refusal.0));
         }
-        let owner = &self.common.owner;
-        let swarms = self.swarms.borrow();
-        if hashes.iter().all(|h| owner.of(h) == self.id) {
-            let mut w = Writer::new(slot);
-            udp::write_scrape_header(&mut w, transaction_id);
-            for h in hashes {
-                let c = swarms.counts(h);
-                udp::write_scrape_entry(
-                    &mut w,
-                    ScrapeCounts {
-                        seeders: c.seeders,
-                        completed: c.downloaded,
-                        leechers: c.leechers,
-                    },
-                );
-            }
-            return Some(w.len());
-        }
-        let mut counts = vec![Counts::default(); hashes.len()];
-        let mut queries: Vec<Vec<(u16, InfoHash)>> = vec![Vec::new(); owner.shards()];
-        for (position, hash) in hashes.iter().enumerate() {
-            match owner.of(hash) {
-                o if o == self.id => counts[position] = swarms.counts(hash),
-                o => queries[o].push((position as u16, *hash)),
-            }
-        }
-        drop(swarms);
-        let waiting = queries.iter().filter(|q| !q.is_empty()).count();
-        let id = self.scrapes.borrow_mut().start(PendingScrape {
+        let counts = self.gather_scrape(hashes, || ScrapeReplyTo::Udp {
             endpoint,
             to: from,
             transaction_id,
-            counts,
-            waiting,
-        });
-        for (o, hashes) in queries.into_iter().enumerate() {
-            if !hashes.is_empty() {
-                self.forward(
-                    o,
-                    Forward::ScrapeQuery {
-                        origin: self.id as u16,
-                        id,
-                        hashes,
-                    },
-                );
-            }
-        }
-        None
-    }
-}
-
-pub(crate) struct PendingScrape {
-    pub endpoint: usize,
-    pub to: SocketAddr,
-    pub transaction_id: u32,
-    pub counts: Vec<Counts>,
-    waiting: usize,
-}
-
-/// Scrapes waiting for other shards' counts, by request id.
-#[derive(Default)]
-pub(crate) struct PendingScrapes {
-    next_id: u32,
-    waiting: HashMap<u32, PendingScrape>,
-}
-
-impl PendingScrapes {
-    fn start(&mut self, scrape: PendingScrape) -> u32 {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        self.waiting.insert(id, scrape);
-        id
-    }
-
-    /// Files one owner's counts; returns the scrape once all are in.
-    fn fill(&mut self, id: u32, counts: &[(u16, Counts)]) -> Option<PendingScrape> {
-        let pending = self.waiting.get_mut(&id)?;
-        for &(position, c) in counts {
-            if let Some(slot) = pending.counts.get_mut(position as usize) {
-                *slot = c;
-            }
-        }
-        pending.waiting -= 1;
-        if pending.waiting == 0 {
-            self.waiting.remove(&id)
-        } else {
-            None
-        }
+        })?;
+        Some(write_scrape(slot, transaction_id, &counts))
     }
 }

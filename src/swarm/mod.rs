@@ -36,6 +36,15 @@ impl Torrent {
             seeders: (self.v4.seeders() + v6_seeders) as u32,
             leechers: (self.v4.leechers() + v6_leechers) as u32,
             downloaded: self.downloaded,
+            downloaders: 0,
+        }
+    }
+
+    fn scrape_counts(&self) -> Counts {
+        let v6 = self.v6.as_ref().map_or(0, |l| l.downloaders());
+        Counts {
+            downloaders: (self.v4.downloaders() + v6) as u32,
+            ..self.counts()
         }
     }
 }
@@ -45,6 +54,9 @@ pub struct Counts {
     pub seeders: u32,
     pub leechers: u32,
     pub downloaded: u32,
+    /// BEP 21: leechers that are not paused. Counted for scrapes only
+    /// (`Swarms::counts`); announces leave it 0.
+    pub downloaders: u32,
 }
 
 /// Receives the sampled peers, as contiguous runs in wire format, with
@@ -200,9 +212,10 @@ impl Swarms {
         counts
     }
 
+    /// Scrape counts of one torrent (zeros when unknown), with `downloaders`.
     pub fn counts(&self, info_hash: &InfoHash) -> Counts {
         self.position(self.hasher.hash_one(info_hash), info_hash)
-            .map(|p| self.torrents[p].1.counts())
+            .map(|p| self.torrents[p].1.scrape_counts())
             .unwrap_or_default()
     }
 
@@ -266,6 +279,7 @@ mod tests {
             numwant: None,
             port: 6881,
             url_data: Default::default(),
+            passkey: None,
         }
     }
 

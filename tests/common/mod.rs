@@ -1,18 +1,25 @@
 //! Starts the real `shoal` binary on loopback and speaks BEP 15 to it.
 #![allow(dead_code)]
 
+pub mod bencode;
+pub mod http;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
 
-/// A free UDP port on both loopback families (bound, then released).
+/// A port free for UDP and TCP on both loopback families (bound, then
+/// released).
 pub fn free_port() -> u16 {
     loop {
         let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = v4.local_addr().unwrap().port();
-        if UdpSocket::bind(("::1", port)).is_ok() {
+        let free = UdpSocket::bind(("::1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("::1", port)).is_ok();
+        if free {
             return port;
         }
     }
@@ -37,6 +44,8 @@ impl Tracker {
             .arg(format!("runtime.cores={}", test_cores()))
             .arg("--set")
             .arg(format!("udp.listen=[\"{v4}\", \"{v6}\"]"))
+            .arg("--set")
+            .arg(format!("http.listen=[\"{v4}\", \"{v6}\"]"))
             .arg("--set")
             .arg("log.level=warn");
         for e in extra {

@@ -1,0 +1,223 @@
+//! The receiving side of the cross-shard mesh: answering requests other
+//! shards forwarded here, and gathering the replies to ours.
+
+use super::http::HttpReply;
+use super::mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
+use super::udp::{write_scrape, AfterAnnounce};
+use super::Shard;
+use crate::net::mmsg::SendBatch;
+use crate::request::InfoHash;
+use crate::swarm::Counts;
+use ahash::HashMap;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// Answers what other shards forwarded: UDP announces (sent from this
+/// shard's own socket), HTTP announces (encoded and sent back) and scrape
+/// parts (counts sent back).
+pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<ForwardBatch>) {
+    let mut outgoing = shard.udp_send_batches();
+    let mut after: Vec<AfterAnnounce> = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        let clock = shard.clock();
+        for message in batch {
+            match message {
+                Forward::UdpAnnounce {
+                    endpoint,
+                    from,
+                    transaction_id,
+                    announce,
+                } => {
+                    let endpoint = endpoint as usize;
+                    let out = &mut outgoing[endpoint];
+                    if out.is_full() {
+                        shard.flush_udp(endpoint, out);
+                    }
+                    let len = shard.announce(
+                        from,
+                        transaction_id,
+                        *announce,
+                        clock,
+                        out.slot(),
+                        &mut after,
+                    );
+                    out.push(len, from);
+                }
+                Forward::HttpAnnounce { origin, id, job } => {
+                    let mut body = Vec::with_capacity(256);
+                    if let Some(a) = shard.http_announce_here(*job, clock, &mut body) {
+                        after.push(a);
+                    }
+                    shard.reply(origin as usize, Reply::HttpBody { id, body });
+                }
+                Forward::ScrapeQuery { origin, id, hashes } => {
+                    let swarms = shard.swarms.borrow();
+                    let counts = hashes
+                        .iter()
+                        .map(|(position, hash)| (*position, swarms.counts(hash)))
+                        .collect();
+                    shard.reply(origin as usize, Reply::ScrapeCounts { id, counts });
+                }
+            }
+        }
+        for (endpoint, out) in outgoing.iter_mut().enumerate() {
+            if !out.is_empty() {
+                shard.flush_udp(endpoint, out);
+            }
+        }
+        shard.run_after_hooks(&mut after);
+        shard.flush_outboxes().await;
+    }
+}
+
+/// Files the owners' replies: HTTP bodies go to their waiting connection,
+/// scrape counts to their gather, answered once complete.
+pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyBatch>) {
+    let mut outgoing = shard.udp_send_batches();
+    while let Some(batch) = rx.recv().await {
+        for reply in batch {
+            match reply {
+                Reply::HttpBody { id, body } => {
+                    shard.http_waiters.complete(id, HttpReply::Body(body))
+                }
+                Reply::ScrapeCounts { id, counts } => {
+                    let Some(done) = shard.scrapes.borrow_mut().fill(id, &counts) else {
+                        continue;
+                    };
+                    match done.reply_to {
+                        ScrapeReplyTo::Udp {
+                            endpoint,
+                            to,
+                            transaction_id,
+                        } => {
+                            let out = &mut outgoing[endpoint];
+                            if out.is_full() {
+                                shard.flush_udp(endpoint, out);
+                            }
+                            let len = write_scrape(out.slot(), transaction_id, &done.counts);
+                            out.push(len, to);
+                        }
+                        ScrapeReplyTo::Http { waiter } => shard
+                            .http_waiters
+                            .complete(waiter, HttpReply::Scrape(done.counts)),
+                    }
+                }
+            }
+        }
+        for (endpoint, out) in outgoing.iter_mut().enumerate() {
+            if !out.is_empty() {
+                shard.flush_udp(endpoint, out);
+            }
+        }
+    }
+}
+
+/// Where a gathered scrape's answer goes.
+pub(crate) enum ScrapeReplyTo {
+    Udp {
+        endpoint: usize,
+        to: SocketAddr,
+        transaction_id: u32,
+    },
+    Http {
+        waiter: u32,
+    },
+}
+
+pub(crate) struct PendingScrape {
+    reply_to: ScrapeReplyTo,
+    counts: Vec<Counts>,
+    /// Owners that have not replied yet.
+    waiting: usize,
+}
+
+/// Scrapes waiting for other shards' counts, by request id.
+#[derive(Default)]
+pub(crate) struct PendingScrapes {
+    next_id: u32,
+    waiting: HashMap<u32, PendingScrape>,
+}
+
+impl PendingScrapes {
+    fn start(&mut self, scrape: PendingScrape) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.waiting.insert(id, scrape);
+        id
+    }
+
+    /// Files one owner's counts; returns the scrape once all are in.
+    fn fill(&mut self, id: u32, counts: &[(u16, Counts)]) -> Option<PendingScrape> {
+        let pending = self.waiting.get_mut(&id)?;
+        for &(position, c) in counts {
+            if let Some(slot) = pending.counts.get_mut(position as usize) {
+                *slot = c;
+            }
+        }
+        pending.waiting -= 1;
+        if pending.waiting == 0 {
+            self.waiting.remove(&id)
+        } else {
+            None
+        }
+    }
+}
+
+impl Shard {
+    /// Counts for `hashes`, in order: at once when this shard owns them
+    /// all, else `None` and the owners are asked; the answer then goes to
+    /// `reply_to` when the last of them replied.
+    pub(crate) fn gather_scrape(
+        &self,
+        hashes: &[InfoHash],
+        reply_to: impl FnOnce() -> ScrapeReplyTo,
+    ) -> Option<Vec<Counts>> {
+        let owner = &self.common.owner;
+        let swarms = self.swarms.borrow();
+        let mut counts: Vec<Counts> = Vec::with_capacity(hashes.len());
+        let mut queries: Vec<Vec<(u16, InfoHash)>> = Vec::new();
+        for (position, hash) in hashes.iter().enumerate() {
+            match owner.of(hash) {
+                o if o == self.id => counts.push(swarms.counts(hash)),
+                o => {
+                    counts.push(Counts::default());
+                    if queries.is_empty() {
+                        queries.resize_with(owner.shards(), Vec::new);
+                    }
+                    queries[o].push((position as u16, *hash));
+                }
+            }
+        }
+        drop(swarms);
+        if queries.is_empty() {
+            return Some(counts);
+        }
+        let waiting = queries.iter().filter(|q| !q.is_empty()).count();
+        let id = self.scrapes.borrow_mut().start(PendingScrape {
+            reply_to: reply_to(),
+            counts,
+            waiting,
+        });
+        for (o, hashes) in queries.into_iter().enumerate() {
+            if !hashes.is_empty() {
+                self.forward(
+                    o,
+                    Forward::ScrapeQuery {
+                        origin: self.id as u16,
+                        id,
+                        hashes,
+                    },
+                );
+            }
+        }
+        None
+    }
+
+    pub(crate) fn udp_send_batches(&self) -> Vec<SendBatch> {
+        self.udp
+            .iter()
+            .map(|_| SendBatch::new(self.settings.batch_size))
+            .collect()
+    }
+}

@@ -1,0 +1,540 @@
+//! The HTTP request path of a shard: keep-alive connections, routes,
+//! announces and scrapes. A TCP connection cannot be steered by infohash,
+//! so requests are parsed where the connection landed and forwarded to the
+//! owner when needed; the owner answers with the encoded body.
+
+use super::forward::ScrapeReplyTo;
+use super::mesh::{Forward, HttpAnnounceJob};
+use super::udp::AfterAnnounce;
+use super::{Clock, Shard};
+use crate::config::HttpConfig;
+use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
+use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
+use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
+use crate::protocol::http::head::{parse_head, HeadError};
+use crate::protocol::http::query;
+use crate::protocol::http::route::{Route, Routes};
+use crate::request::{Client, InfoHash};
+use crate::swarm::peer_list::PeerMeta;
+use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A reply from another shard to a request this shard forwarded.
+pub(crate) enum HttpReply {
+    Body(Vec<u8>),
+    Scrape(Vec<Counts>),
+}
+
+/// A shard's HTTP state.
+pub(crate) struct HttpSide {
+    pub listeners: Vec<TcpListener>,
+    routes: Routes,
+    trusted: Vec<Cidr>,
+    real_ip_header: Option<String>,
+    allow_ip_spoofing: bool,
+    max_connections: usize,
+    max_request_size: usize,
+    idle_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    connections: Cell<usize>,
+    /// Sampled peers of the announce being answered, reused.
+    scratch: RefCell<HttpPeers>,
+}
+
+impl HttpSide {
+    pub fn new(config: &HttpConfig, trusted: Vec<Cidr>, listeners: Vec<TcpListener>) -> Self {
+        Self {
+            listeners,
+            routes: Routes::new(&config.announce_routes, &config.scrape_routes)
+                .expect("routes were validated with the config"),
+            trusted,
+            real_ip_header: (!config.real_ip_header.is_empty())
+                .then(|| config.real_ip_header.clone()),
+            allow_ip_spoofing: config.allow_ip_spoofing,
+            max_connections: config.max_connections,
+            max_request_size: config.max_request_size.0 as usize,
+            idle_timeout: config.idle_timeout,
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            connections: Cell::new(0),
+            scratch: RefCell::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Status {
+    Ok,
+    BadRequest,
+    NotFound,
+    TooLarge,
+}
+
+impl Status {
+    fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "200 OK",
+            Status::BadRequest => "400 Bad Request",
+            Status::NotFound => "404 Not Found",
+            Status::TooLarge => "431 Request Header Fields Too Large",
+        }
+    }
+}
+
+/// Accepts connections on one listener until the shard stops.
+pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
+    loop {
+        let stream = match shard.http.listeners[listener].accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let http = &shard.http;
+        if http.connections.get() >= http.max_connections {
+            shard
+                .stats
+                .http_refused
+                .set(shard.stats.http_refused.get() + 1);
+            continue; // dropped: closed at once
+        }
+        http.connections.set(http.connections.get() + 1);
+        glommio::spawn_local(serve_connection(shard.clone(), stream)).detach();
+    }
+}
+
+/// Gives the connection's place back however its task ends.
+struct ConnectionSlot(Rc<Shard>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let c = &self.0.http.connections;
+        c.set(c.get() - 1);
+    }
+}
+
+/// The end of a request head: a blank line, searched from `from` on.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let window = buf.get(start..)?;
+    window
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .or_else(|| window.windows(4).position(|w| w == b"\r\n\r\n"))
+        .map(|p| start + p)
+}
+
+async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _slot = ConnectionSlot(shard.clone());
+    let http = &shard.http;
+    let Ok(peer) = stream.peer_addr().map(|a| normalize(a.ip())) else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(http.write_timeout));
+    let mut buf = vec![0u8; http.max_request_size];
+    let mut filled = 0;
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    let mut body: Vec<u8> = Vec::with_capacity(512);
+    let mut after = Vec::new();
+    loop {
+        // Read until a whole head is buffered.
+        let mut scanned = 0;
+        let mut idle = None;
+        while head_end(&buf[..filled], scanned).is_none() {
+            scanned = filled;
+            if filled == buf.len() {
+                let _ = respond(
+                    &mut stream,
+                    &mut out,
+                    Status::TooLarge,
+                    b"d14:failure reason17:request too largee",
+                    false,
+                )
+                .await;
+                return;
+            }
+            // Between requests the idle timeout applies, within one the read timeout.
+            let waiting_idle = filled == 0;
+            if idle != Some(waiting_idle) {
+                let t = if waiting_idle {
+                    http.idle_timeout
+                } else {
+                    http.read_timeout
+                };
+                let _ = stream.set_read_timeout(Some(t));
+                idle = Some(waiting_idle);
+            }
+            match stream.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => filled += n,
+            }
+        }
+        let head = match parse_head(&buf[..filled], http.real_ip_header.as_deref()) {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
+                shard
+                    .stats
+                    .http_malformed
+                    .set(shard.stats.http_malformed.get() + 1);
+                let _ = respond(
+                    &mut stream,
+                    &mut out,
+                    Status::BadRequest,
+                    b"d14:failure reason15:malformed HTTPe",
+                    false,
+                )
+                .await;
+                return;
+            }
+        };
+        let keep_alive = head.keep_alive;
+        let consumed = head.len;
+        let client = if http.real_ip_header.is_some() {
+            client_ip(peer, head.real_ip, &http.trusted)
+        } else {
+            peer
+        };
+        body.clear();
+        let status = match http.routes.match_path(head.path) {
+            Route::Announce { passkey } => {
+                let (status, a) = shard
+                    .http_announce(head.query, passkey, client, &mut body)
+                    .await;
+                after.extend(a);
+                status
+            }
+            Route::Scrape { passkey } => {
+                shard
+                    .http_scrape(head.query, passkey, client, &mut body)
+                    .await
+            }
+            Route::NotFound => {
+                bencode::failure(&mut body, "not found");
+                Status::NotFound
+            }
+        };
+        if status == Status::Ok {
+            shard
+                .stats
+                .http_answered
+                .set(shard.stats.http_answered.get() + 1);
+        }
+        if respond(&mut stream, &mut out, status, &body, keep_alive)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        shard.run_after_hooks(&mut after);
+        if !keep_alive {
+            return;
+        }
+        // Keep what a pipelining client already sent.
+        buf.copy_within(consumed..filled, 0);
+        filled -= consumed;
+    }
+}
+
+/// One write per response: head and body together.
+async fn respond(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    status: Status,
+    body: &[u8],
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    out.clear();
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let _ = write!(
+        out,
+        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        status.line(),
+        body.len()
+    );
+    out.extend_from_slice(body);
+    stream.write_all(out).await
+}
+
+/// Sampled peers in wire format (and their ids for dictionary answers).
+#[derive(Default)]
+pub(crate) struct HttpPeers {
+    v4: Vec<u8>,
+    v6: Vec<u8>,
+    ids4: Vec<[u8; 20]>,
+    ids6: Vec<[u8; 20]>,
+    with_ids: bool,
+}
+
+impl HttpPeers {
+    fn reset(&mut self, with_ids: bool) {
+        self.v4.clear();
+        self.v6.clear();
+        self.ids4.clear();
+        self.ids6.clear();
+        self.with_ids = with_ids;
+    }
+
+    fn dict_peers(&self, no_peer_id: bool) -> impl Iterator<Item = DictPeer<'_>> {
+        let v4 = self
+            .v4
+            .chunks_exact(6)
+            .enumerate()
+            .map(move |(i, a)| DictPeer {
+                ip: IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+                port: u16::from_be_bytes([a[4], a[5]]),
+                peer_id: (!no_peer_id).then(|| &self.ids4[i]),
+            });
+        let v6 = self.v6.chunks_exact(18).enumerate().map(move |(i, a)| {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&a[..16]);
+            DictPeer {
+                ip: IpAddr::V6(Ipv6Addr::from(ip)),
+                port: u16::from_be_bytes([a[16], a[17]]),
+                peer_id: (!no_peer_id).then(|| &self.ids6[i]),
+            }
+        });
+        v4.chain(v6)
+    }
+}
+
+impl PeerSink for HttpPeers {
+    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]) {
+        self.v4.extend_from_slice(addrs.as_flattened());
+        if self.with_ids {
+            self.ids4.extend(meta.iter().map(|m| m.peer_id));
+        }
+    }
+    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]) {
+        self.v6.extend_from_slice(addrs.as_flattened());
+        if self.with_ids {
+            self.ids6.extend(meta.iter().map(|m| m.peer_id));
+        }
+    }
+}
+
+impl Shard {
+    /// An announce from a connection on this shard: answered here when
+    /// this shard owns the infohash, else by the owner.
+    async fn http_announce(
+        &self,
+        query: &[u8],
+        passkey: Option<&[u8]>,
+        client_ip: IpAddr,
+        body: &mut Vec<u8>,
+    ) -> (Status, Option<AfterAnnounce>) {
+        let parsed = match query::parse_announce(query) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats
+                    .http_malformed
+                    .set(self.stats.http_malformed.get() + 1);
+                bencode::failure(body, &e.to_string());
+                return (Status::BadRequest, None);
+            }
+        };
+        let mut announce = parsed.announce;
+        if let Some(passkey) = passkey {
+            announce.passkey = Some(passkey.into());
+        }
+        let ip = match parsed.ip {
+            Some(ip) if self.http.allow_ip_spoofing => normalize(ip),
+            _ => client_ip,
+        };
+        let job = HttpAnnounceJob {
+            client: Client {
+                ip,
+                port: announce.port,
+            },
+            announce,
+            compact: parsed.compact,
+            no_peer_id: parsed.no_peer_id,
+        };
+        let owner = self.common.owner.of(&job.announce.info_hash);
+        if owner == self.id {
+            let after = self.http_announce_here(job, self.clock(), body);
+            return (Status::Ok, after);
+        }
+        let id = self.http_waiters.register();
+        self.forward(
+            owner,
+            Forward::HttpAnnounce {
+                origin: self.id as u16,
+                id,
+                job: Box::new(job),
+            },
+        );
+        self.flush_notify.notify();
+        match self.http_waiters.wait(id).await {
+            HttpReply::Body(b) => body.extend_from_slice(&b),
+            HttpReply::Scrape(_) => bencode::failure(body, "internal error"),
+        }
+        (Status::Ok, None)
+    }
+
+    /// Answers an announce for an infohash this shard owns into `body`.
+    pub(crate) fn http_announce_here(
+        &self,
+        mut job: HttpAnnounceJob,
+        clock: Clock,
+        body: &mut Vec<u8>,
+    ) -> Option<AfterAnnounce> {
+        let s = &self.settings;
+        let mut ctx = AnnounceContext {
+            protocol: Protocol::Http,
+            client: job.client,
+            shard: self.id,
+            announce: &mut job.announce,
+            interval: s.interval,
+            min_interval: s.min_interval,
+        };
+        let mut hooks = self.hooks.borrow_mut();
+        if let Err(refusal) = hooks.before_announce(&mut ctx) {
+            bencode::failure(body, &refusal.0);
+            return None;
+        }
+        let (interval, min_interval) = (ctx.interval, ctx.min_interval);
+        let want = job
+            .announce
+            .numwant
+            .unwrap_or(s.default_numwant)
+            .min(s.max_numwant) as usize;
+        let mut peers = self.http.scratch.borrow_mut();
+        peers.reset(!job.compact && !job.no_peer_id);
+        let counts = self.swarms.borrow_mut().announce(
+            &job.announce,
+            job.client,
+            clock.mono.saturating_add(s.peer_lifetime),
+            Want { v4: want, v6: want },
+            &mut self.rng.borrow_mut(),
+            &mut *peers,
+        );
+        let head = AnnounceHead {
+            complete: counts.seeders,
+            incomplete: counts.leechers,
+            interval,
+            min_interval,
+            external_ip: Some(job.client.ip),
+        };
+        if job.compact {
+            bencode::announce_compact(body, &head, &peers.v4, &peers.v6);
+        } else {
+            bencode::announce_dict(body, &head, peers.dict_peers(job.no_peer_id));
+        }
+        hooks.wants_after_announce().then_some(AfterAnnounce {
+            announce: job.announce,
+            client: job.client,
+            counts,
+        })
+    }
+
+    async fn http_scrape(
+        &self,
+        query: &[u8],
+        passkey: Option<&[u8]>,
+        client_ip: IpAddr,
+        body: &mut Vec<u8>,
+    ) -> Status {
+        let mut hashes: Vec<InfoHash> = Vec::new();
+        if let Err(e) = query::parse_scrape(query, self.settings.max_scrape, &mut hashes) {
+            bencode::failure(body, &e.to_string());
+            return Status::BadRequest;
+        }
+        if hashes.is_empty() {
+            bencode::failure(
+                body,
+                "name at least one info_hash (full scrapes are not served)",
+            );
+            return Status::BadRequest;
+        }
+        let ctx = ScrapeContext {
+            protocol: Protocol::Http,
+            client: Client {
+                ip: client_ip,
+                port: 0,
+            },
+            shard: self.id,
+            info_hashes: &hashes,
+            passkey,
+        };
+        if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
+            bencode::failure(body, &refusal.0);
+            return Status::Ok;
+        }
+        let waiter = Cell::new(None);
+        let counts = match self.gather_scrape(&hashes, || {
+            let id = self.http_waiters.register();
+            waiter.set(Some(id));
+            ScrapeReplyTo::Http { waiter: id }
+        }) {
+            Some(counts) => counts,
+            None => {
+                self.flush_notify.notify();
+                let id = waiter.get().expect("a gather registers its waiter");
+                match self.http_waiters.wait(id).await {
+                    HttpReply::Scrape(counts) => counts,
+                    HttpReply::Body(_) => vec![Counts::default(); hashes.len()],
+                }
+            }
+        };
+        let mut files: Vec<(InfoHash, ScrapeFile)> = hashes
+            .iter()
+            .zip(&counts)
+            .map(|(h, c)| {
+                (
+                    *h,
+                    ScrapeFile {
+                        complete: c.seeders,
+                        downloaded: c.downloaded,
+                        downloaders: c.downloaders,
+                        incomplete: c.leechers,
+                    },
+                )
+            })
+            .collect();
+        files.sort_unstable_by_key(|f| f.0);
+        bencode::scrape(body, &files);
+        Status::Ok
+    }
+}
+
+/// Sends what HTTP requests left in the outboxes, once per turn of the
+/// event loop: requests from many connections travel in one batch.
+pub(crate) async fn flusher(shard: Rc<Shard>) {
+    loop {
+        shard.flush_notify.notified().await;
+        // Let the other ready connections add their requests first.
+        futures_lite::future::yield_now().await;
+        shard.flush_outboxes().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    #[test]
+    fn finds_the_end_of_a_head_incrementally() {
+        let req = b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        assert_eq!(head_end(req, 0), Some(31));
+        for split in 0..req.len() {
+            let found = head_end(&req[..split], 0);
+            assert_eq!(found.is_some(), split >= 35, "split {split}");
+        }
+        // Resuming from where the last read ended still finds a boundary
+        // split across reads.
+        assert_eq!(head_end(req, 33), Some(31));
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n", 10), Some(14));
+        assert_eq!(head_end(b"", 5), None);
+    }
+}

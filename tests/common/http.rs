@@ -1,0 +1,139 @@
+//! A raw HTTP/1.1 client over one keep-alive TCP connection.
+
+use super::bencode::{decode, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn bencode(&self) -> Value {
+        decode(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "invalid bencode ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn failure(&self) -> String {
+        String::from_utf8(self.bencode().bytes("failure reason").to_vec()).unwrap()
+    }
+}
+
+pub struct HttpClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpClient {
+    pub fn connect(addr: SocketAddr) -> HttpClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        HttpClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn get(&mut self, target: &str) -> Response {
+        self.send_raw(format!("GET {target} HTTP/1.1\r\nHost: tracker\r\n\r\n").as_bytes());
+        self.read_response().expect("a response")
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next response, or None when the server closed the connection.
+    pub fn read_response(&mut self) -> Option<Response> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+                let mut lines = head.split("\r\n");
+                let status: u16 = lines
+                    .next()
+                    .unwrap()
+                    .split(' ')
+                    .nth(1)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let headers: Vec<(String, String)> = lines
+                    .map(|l| {
+                        let (n, v) = l.split_once(':').unwrap();
+                        (n.trim().to_string(), v.trim().to_string())
+                    })
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().unwrap())
+                    .expect("content-length");
+                while self.buf.len() < end + 4 + len {
+                    self.fill()?;
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                self.buf.drain(..end + 4 + len);
+                return Some(Response {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            self.fill()?;
+        }
+    }
+
+    fn fill(&mut self) -> Option<()> {
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+        }
+    }
+
+    /// Whether the server closed the connection (read returns 0).
+    pub fn is_closed(&mut self) -> bool {
+        self.fill().is_none()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Percent-encodes every byte (what BitTorrent clients do for binary values).
+pub fn encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// An announce target with the usual fields.
+pub fn announce_target(
+    info_hash: &[u8; 20],
+    peer_id: &[u8; 20],
+    port: u16,
+    left: u64,
+    extra: &str,
+) -> String {
+    format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}{extra}",
+        encode(info_hash),
+        encode(peer_id)
+    )
+}
