@@ -16,7 +16,9 @@ pub enum Protocol {
     Http,
 }
 
-/// What pre-hooks see of an announce, and may change.
+/// What pre-hooks see of an announce, and may change: the client, the
+/// request's fields and the intervals. The infohash is fixed (it chose the
+/// shard): a change to it is undone.
 pub struct AnnounceContext<'a> {
     pub protocol: Protocol,
     pub client: Client,

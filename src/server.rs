@@ -23,6 +23,7 @@ pub struct Server {
 pub struct Running {
     executors: Vec<ExecutorJoinHandle<ShardStats>>,
     shutdown: Arc<AtomicBool>,
+    common: Arc<Common>,
     /// The bound UDP addresses, in `udp.listen` order (port 0 resolved).
     pub udp_addrs: Vec<SocketAddr>,
     /// The bound HTTP addresses, in `http.listen` order.
@@ -48,6 +49,12 @@ impl Server {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cpus = self.config.shard_cpus();
         let shards = cpus.len();
+        if (1..shards).any(|i| cpus[..i].contains(&cpus[i])) {
+            tracing::warn!(
+                ?cpus,
+                "runtime.cores lists a CPU twice: those shards share it"
+            );
+        }
         let owner = Owner::new(shards);
 
         // Every group binds shard 0's socket first, then 1's...: the
@@ -92,6 +99,7 @@ impl Server {
             start: Instant::now(),
             shutdown: shutdown.clone(),
             hooks: self.hooks,
+            failure: Default::default(),
             config: self.config,
         });
         let rt = &common.config.runtime;
@@ -129,6 +137,7 @@ impl Server {
         Ok(Running {
             executors,
             shutdown,
+            common: common.clone(),
             udp_addrs,
             http_addrs,
         })
@@ -157,6 +166,9 @@ impl Running {
                     failure.get_or_insert(format!("shard {id} failed: {e}"));
                 }
             }
+        }
+        if let Some(reason) = self.common.failure.lock().ok().and_then(|mut f| f.take()) {
+            failure.get_or_insert(reason);
         }
         failure.map_or(Ok(stats), Err)
     }

@@ -1,7 +1,7 @@
 //! Batched datagram I/O with recvmmsg/sendmmsg: one system call moves up
 //! to a whole batch. The header arrays point into buffers owned by the
-//! same struct; the buffers are allocated once and never resized, so the
-//! pointers stay valid however the struct itself moves.
+//! same struct, allocated once; the pointers are set afresh right before
+//! each call, so they are valid and derived from the latest borrow.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -21,9 +21,9 @@ struct Batch {
 
 impl Batch {
     fn new(size: usize) -> Self {
-        let mut batch = Self {
+        Self {
             data: vec![0u8; size * SLOT].into_boxed_slice(),
-            lens: vec![0usize; size].into_boxed_slice(),
+            lens: vec![SLOT; size].into_boxed_slice(),
             // SAFETY: sockaddr_storage is plain data; all-zero is valid.
             addrs: vec![unsafe { std::mem::zeroed() }; size].into_boxed_slice(),
             iovecs: vec![
@@ -36,21 +36,39 @@ impl Batch {
             .into_boxed_slice(),
             // SAFETY: mmsghdr is plain data; all-zero is valid.
             headers: vec![unsafe { std::mem::zeroed() }; size].into_boxed_slice(),
-        };
-        for i in 0..size {
-            batch.iovecs[i].iov_base = batch.data[i * SLOT..].as_mut_ptr().cast();
-            batch.iovecs[i].iov_len = SLOT;
-            let h = &mut batch.headers[i].msg_hdr;
-            h.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_iov = &mut batch.iovecs[i];
-            h.msg_iovlen = 1;
         }
-        batch
     }
 
     fn capacity(&self) -> usize {
         self.lens.len()
+    }
+
+    /// Points the first `count` headers at their buffers, from fresh
+    /// borrows just before the system call, so no pointer outlives a
+    /// later borrow of the same memory. `name_lens` gives each address
+    /// length (sending) or none (receiving: room for any).
+    fn prepare(&mut self, count: usize, name_lens: Option<&[u32]>) {
+        let data = self.data.as_mut_ptr();
+        let addrs = self.addrs.as_mut_ptr();
+        let iovecs = self.iovecs.as_mut_ptr();
+        for i in 0..count {
+            // SAFETY: i < count <= capacity, so every offset stays inside
+            // its boxed slice (data holds capacity * SLOT bytes).
+            unsafe {
+                let iov = iovecs.add(i);
+                (*iov).iov_base = data.add(i * SLOT).cast();
+                (*iov).iov_len = self.lens[i];
+                let h = &mut self.headers[i].msg_hdr;
+                h.msg_name = addrs.add(i).cast();
+                h.msg_namelen = name_lens
+                    .map_or(std::mem::size_of::<libc::sockaddr_storage>() as u32, |l| {
+                        l[i]
+                    });
+                h.msg_iov = iov;
+                h.msg_iovlen = 1;
+                h.msg_flags = 0;
+            }
+        }
     }
 }
 
@@ -71,12 +89,8 @@ impl RecvBatch {
     /// Reads what is queued, without waiting. `Ok(0)`: nothing queued.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
         let b = &mut self.batch;
-        for i in 0..b.capacity() {
-            b.headers[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-            b.headers[i].msg_hdr.msg_flags = 0;
-            b.iovecs[i].iov_len = SLOT;
-        }
-        // SAFETY: headers describe capacity() valid buffers and addresses
+        b.prepare(b.capacity(), None);
+        // SAFETY: `prepare` pointed every header at buffers and addresses
         // owned by `b`, which outlives the call.
         let n = unsafe {
             libc::recvmmsg(
@@ -125,6 +139,7 @@ impl RecvBatch {
 pub struct SendBatch {
     batch: Batch,
     queued: usize,
+    name_lens: Box<[u32]>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,6 +153,7 @@ impl SendBatch {
         Self {
             batch: Batch::new(size),
             queued: 0,
+            name_lens: vec![0; size].into_boxed_slice(),
         }
     }
 
@@ -160,7 +176,7 @@ impl SendBatch {
         let i = self.queued;
         let b = &mut self.batch;
         b.lens[i] = len;
-        b.headers[i].msg_hdr.msg_namelen = to_storage(to, &mut b.addrs[i]);
+        self.name_lens[i] = to_storage(to, &mut b.addrs[i]);
         self.queued += 1;
     }
 
@@ -170,9 +186,7 @@ impl SendBatch {
     pub fn flush(&mut self, fd: RawFd) -> Sent {
         let mut result = Sent::default();
         let b = &mut self.batch;
-        for i in 0..self.queued {
-            b.iovecs[i].iov_len = b.lens[i];
-        }
+        b.prepare(self.queued, Some(&self.name_lens));
         let mut from = 0;
         let mut retries = 0;
         while from < self.queued {

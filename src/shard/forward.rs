@@ -15,12 +15,32 @@ use std::rc::Rc;
 
 /// Answers what other shards forwarded: UDP announces (sent from this
 /// shard's own socket), HTTP announces (encoded and sent back) and scrape
-/// parts (counts sent back).
+/// parts (counts sent back). Sends replies only, never forwards.
 pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<ForwardBatch>) {
-    let mut outgoing = shard.udp_send_batches();
     let mut after: Vec<AfterAnnounce> = Vec::new();
     while let Some(batch) = rx.recv().await {
-        let clock = shard.clock();
+        shard.answer_forwarded(batch, &mut after);
+        shard.run_after_hooks(&mut after);
+        shard.try_flush();
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Files the owners' replies: HTTP bodies go to their waiting connection,
+/// scrape counts to their gather, answered once complete. Sends nothing
+/// to other shards.
+pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyBatch>) {
+    while let Some(batch) = rx.recv().await {
+        shard.file_replies(batch);
+        glommio::yield_if_needed().await;
+    }
+}
+
+impl Shard {
+    fn answer_forwarded(&self, batch: ForwardBatch, after: &mut Vec<AfterAnnounce>) {
+        let clock = self.clock();
+        // Shared by the shard's mesh tasks; borrowed only within this call.
+        let mut outgoing = self.mesh_send.borrow_mut();
         for message in batch {
             match message {
                 Forward::UdpAnnounce {
@@ -32,57 +52,39 @@ pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<Forw
                     let endpoint = endpoint as usize;
                     let out = &mut outgoing[endpoint];
                     if out.is_full() {
-                        shard.flush_udp(endpoint, out);
+                        self.flush_udp(endpoint, out);
                     }
-                    let len = shard.announce(
-                        from,
-                        transaction_id,
-                        *announce,
-                        clock,
-                        out.slot(),
-                        &mut after,
-                    );
+                    let len =
+                        self.announce(from, transaction_id, *announce, clock, out.slot(), after);
                     out.push(len, from);
                 }
                 Forward::HttpAnnounce { origin, id, job } => {
                     let mut body = Vec::with_capacity(256);
-                    if let Some(a) = shard.http_announce_here(*job, clock, &mut body) {
-                        after.push(a);
-                    }
-                    shard.reply(origin as usize, Reply::HttpBody { id, body });
+                    after.extend(self.http_announce_here(*job, clock, &mut body));
+                    self.reply(origin as usize, Reply::HttpBody { id, body });
                 }
                 Forward::ScrapeQuery { origin, id, hashes } => {
-                    let swarms = shard.swarms.borrow();
+                    let swarms = self.swarms.borrow();
                     let counts = hashes
                         .iter()
                         .map(|(position, hash)| (*position, swarms.counts(hash)))
                         .collect();
-                    shard.reply(origin as usize, Reply::ScrapeCounts { id, counts });
+                    self.reply(origin as usize, Reply::ScrapeCounts { id, counts });
                 }
             }
         }
-        for (endpoint, out) in outgoing.iter_mut().enumerate() {
-            if !out.is_empty() {
-                shard.flush_udp(endpoint, out);
-            }
-        }
-        shard.run_after_hooks(&mut after);
-        shard.flush_outboxes().await;
+        self.flush_udp_all(&mut outgoing);
     }
-}
 
-/// Files the owners' replies: HTTP bodies go to their waiting connection,
-/// scrape counts to their gather, answered once complete.
-pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyBatch>) {
-    let mut outgoing = shard.udp_send_batches();
-    while let Some(batch) = rx.recv().await {
+    fn file_replies(&self, batch: ReplyBatch) {
+        let mut outgoing = self.mesh_send.borrow_mut();
         for reply in batch {
             match reply {
                 Reply::HttpBody { id, body } => {
-                    shard.http_waiters.complete(id, HttpReply::Body(body))
+                    self.http_waiters.complete(id, HttpReply::Body(body))
                 }
                 Reply::ScrapeCounts { id, counts } => {
-                    let Some(done) = shard.scrapes.borrow_mut().fill(id, &counts) else {
+                    let Some(done) = self.scrapes.borrow_mut().fill(id, &counts) else {
                         continue;
                     };
                     match done.reply_to {
@@ -93,23 +95,19 @@ pub(crate) async fn serve_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyB
                         } => {
                             let out = &mut outgoing[endpoint];
                             if out.is_full() {
-                                shard.flush_udp(endpoint, out);
+                                self.flush_udp(endpoint, out);
                             }
                             let len = write_scrape(out.slot(), transaction_id, &done.counts);
                             out.push(len, to);
                         }
-                        ScrapeReplyTo::Http { waiter } => shard
+                        ScrapeReplyTo::Http { waiter } => self
                             .http_waiters
                             .complete(waiter, HttpReply::Scrape(done.counts)),
                     }
                 }
             }
         }
-        for (endpoint, out) in outgoing.iter_mut().enumerate() {
-            if !out.is_empty() {
-                shard.flush_udp(endpoint, out);
-            }
-        }
+        self.flush_udp_all(&mut outgoing);
     }
 }
 
@@ -214,10 +212,12 @@ impl Shard {
         None
     }
 
-    pub(crate) fn udp_send_batches(&self) -> Vec<SendBatch> {
-        self.udp
-            .iter()
-            .map(|_| SendBatch::new(self.settings.batch_size))
-            .collect()
+    /// Sends whatever the mesh tasks queued on each socket.
+    fn flush_udp_all(&self, batches: &mut [SendBatch]) {
+        for (endpoint, out) in batches.iter_mut().enumerate() {
+            if !out.is_empty() {
+                self.flush_udp(endpoint, out);
+            }
+        }
     }
 }

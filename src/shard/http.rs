@@ -390,6 +390,7 @@ impl Shard {
         body: &mut Vec<u8>,
     ) -> Option<AfterAnnounce> {
         let s = &self.settings;
+        let info_hash = job.announce.info_hash;
         let mut ctx = AnnounceContext {
             protocol: Protocol::Http,
             client: job.client,
@@ -403,7 +404,12 @@ impl Shard {
             bencode::failure(body, &refusal.0);
             return None;
         }
-        let (interval, min_interval) = (ctx.interval, ctx.min_interval);
+        let (interval, min_interval, client_ip) = (ctx.interval, ctx.min_interval, ctx.client.ip);
+        job.announce.info_hash = info_hash;
+        job.client = Client {
+            ip: client_ip,
+            port: job.announce.port,
+        };
         let want = job
             .announce
             .numwant
@@ -508,16 +514,24 @@ impl Shard {
     }
 }
 
-/// Sends what HTTP requests left in the outboxes, once per turn of the
-/// event loop: requests from many connections travel in one batch.
+/// Sends what the shard's tasks queued for other shards: after a
+/// notification, once the other ready tasks had their turn (so requests
+/// from many connections share one batch), and again shortly while a
+/// saturated peer's channel is full.
 pub(crate) async fn flusher(shard: Rc<Shard>) {
     loop {
         shard.flush_notify.notified().await;
-        // Let the other ready connections add their requests first.
         futures_lite::future::yield_now().await;
-        shard.flush_outboxes().await;
+        shard.try_flush();
+        if shard.flush_notify.is_pending() {
+            // A channel was full: let the peer drain it before retrying.
+            glommio::timer::sleep(RETRY_FULL_CHANNEL).await;
+        }
     }
 }
+
+/// How long the flusher waits before retrying a full channel.
+const RETRY_FULL_CHANNEL: Duration = Duration::from_micros(200);
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,19 @@ pub struct Common {
     pub start: Instant,
     pub shutdown: Arc<AtomicBool>,
     pub hooks: HookFactory,
+    /// Why the process stops on its own, if it does: the first fatal error.
+    pub failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Common {
+    /// Stops every shard because of `reason`; the exit status says so.
+    pub fn fail(&self, reason: String) {
+        tracing::error!("{reason}; stopping");
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(reason);
+        }
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What one shard is handed at start (all of it `Send`).
@@ -87,6 +100,9 @@ pub(crate) struct Shard {
     forward_outbox: RefCell<Vec<ForwardBatch>>,
     reply_outbox: RefCell<Vec<ReplyBatch>>,
     scrapes: RefCell<forward::PendingScrapes>,
+    /// UDP answers the mesh tasks send, one batch per socket, shared by
+    /// them (borrowed only between awaits).
+    mesh_send: RefCell<Vec<crate::net::mmsg::SendBatch>>,
     http: http::HttpSide,
     http_waiters: wait::Waiters<http::HttpReply>,
     /// Wakes the flusher that sends HTTP requests' outboxes.
@@ -113,22 +129,26 @@ impl Shard {
         self.reply_outbox.borrow_mut()[origin].push(message);
     }
 
-    /// Sends this turn's batches to the other shards: one message each.
-    async fn flush_outboxes(&self) {
-        for peer in 0..self.forward_to.len() {
-            let batch = std::mem::take(&mut self.forward_outbox.borrow_mut()[peer]);
-            if let (false, Some(tx)) = (batch.is_empty(), &self.forward_to[peer]) {
-                if tx.send(batch).await.is_err() {
-                    self.common.shutdown.store(true, Ordering::Relaxed);
-                }
-            }
-            let batch = std::mem::take(&mut self.reply_outbox.borrow_mut()[peer]);
-            if let (false, Some(tx)) = (batch.is_empty(), &self.reply_to[peer]) {
-                if tx.send(batch).await.is_err() {
-                    self.common.shutdown.store(true, Ordering::Relaxed);
-                }
-            }
+    // No task ever waits for room on a cross-shard channel: everything is
+    // sent with `try_send`, and a batch that does not fit stays queued for
+    // the flusher, which retries shortly. So shards can never wait on each
+    // other in a cycle, whatever the load (a reviewer reproduced such a
+    // cycle when tasks awaited room on full channels).
+
+    /// Sends every queued batch that fits now; wakes the flusher to retry
+    /// the rest.
+    fn try_flush(&self) {
+        let forwards = try_send_all(&self.forward_to, &self.forward_outbox, &self.common);
+        let replies = try_send_all(&self.reply_to, &self.reply_outbox, &self.common);
+        if forwards || replies {
+            self.flush_notify.notify();
         }
+    }
+
+    /// Whether a UDP forward to `owner` may still be queued: the queue to
+    /// a saturated shard is capped (UDP clients retry a lost announce).
+    fn may_queue_udp_forward(&self, owner: usize) -> bool {
+        self.forward_outbox.borrow()[owner].len() < MAX_QUEUED_UDP_FORWARDS
     }
 
     fn housekeeping(&self) {
@@ -140,6 +160,39 @@ impl Shard {
             .expired_peers
             .set(self.stats.expired_peers.get() + done.peers as u64);
     }
+}
+
+/// UDP forwards queued for one saturated shard before new ones are dropped.
+const MAX_QUEUED_UDP_FORWARDS: usize = 65_536;
+
+/// `try_send`s each non-empty outbox; what does not fit is put back
+/// (ahead of anything queued since). Returns whether anything is left.
+fn try_send_all<T: Send + 'static>(
+    senders: &[Option<ConnectedSender<Vec<T>>>],
+    outboxes: &RefCell<Vec<Vec<T>>>,
+    common: &Common,
+) -> bool {
+    use glommio::{GlommioError, ResourceType};
+    let mut left_over = false;
+    for (peer, tx) in senders.iter().enumerate() {
+        let Some(tx) = tx else { continue };
+        let batch = std::mem::take(&mut outboxes.borrow_mut()[peer]);
+        if batch.is_empty() {
+            continue;
+        }
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(GlommioError::WouldBlock(ResourceType::Channel(mut batch))) => {
+                let mut outboxes = outboxes.borrow_mut();
+                batch.append(&mut outboxes[peer]);
+                outboxes[peer] = batch;
+                left_over = true;
+            }
+            // Closed: the peer shard is gone, the process is stopping.
+            Err(_) => common.shutdown.store(true, Ordering::Relaxed),
+        }
+    }
+    left_over
 }
 
 /// Sets the shared shutdown flag if the shard's thread unwinds, so one
@@ -169,11 +222,16 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         max_scrape: config.tracker.max_scrape_infohashes,
         batch_size: config.udp.batch_size,
     };
-    let udp = plan
+    let udp: Vec<udp::Endpoint> = plan
         .udp_sockets
         .into_iter()
         .map(udp::Endpoint::new)
         .collect();
+    let mesh_send = RefCell::new(
+        udp.iter()
+            .map(|_| crate::net::mmsg::SendBatch::new(settings.batch_size))
+            .collect(),
+    );
     let trusted = config
         .trusted_proxies()
         .expect("trusted proxies were validated with the config");
@@ -202,6 +260,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         forward_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
         reply_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
         scrapes: RefCell::new(Default::default()),
+        mesh_send,
         http: http::HttpSide::new(&config.http, trusted, listeners),
         http_waiters: Default::default(),
         flush_notify: Default::default(),

@@ -2,8 +2,9 @@
 //! Rust and as the classic-BPF program that lets the kernel deliver each
 //! UDP announce and scrape to the socket of the shard that owns it.
 //!
-//! `mix` folds in a per-process random key so nobody can aim all their
-//! infohashes at one core. Both versions must agree bit for bit; a test
+//! `mix` folds in a per-process random key so nobody can choose the core
+//! their infohashes land on (infohashes with equal first 4 bytes still
+//! share one, whichever it is). Both versions must agree bit for bit; a test
 //! runs the BPF program through a small interpreter against `of`.
 
 use crate::request::InfoHash;

@@ -7,6 +7,8 @@ pub struct ShardStats {
     pub datagrams: Cell<u64>,
     pub answered: Cell<u64>,
     pub forwarded: Cell<u64>,
+    /// UDP announces dropped because the owner shard was saturated.
+    pub forward_dropped: Cell<u64>,
     pub bad_connection_id: Cell<u64>,
     pub malformed: Cell<u64>,
     pub send_dropped: Cell<u64>,

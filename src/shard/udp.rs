@@ -15,7 +15,6 @@ use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// One of the shard's sockets, one per `udp.listen` address.
@@ -50,10 +49,19 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
     loop {
         let received = match incoming.receive(fd) {
             Ok(n) => n,
-            Err(e) => {
-                tracing::error!(shard = shard.id, error = %e, "UDP socket failed; stopping");
-                shard.common.shutdown.store(true, Ordering::Relaxed);
+            Err(e) if is_fatal(&e) => {
+                // The socket is gone or broken: a shard without it would
+                // silently lose its share of the traffic.
+                shard
+                    .common
+                    .fail(format!("shard {}: UDP socket failed: {e}", shard.id));
                 return;
+            }
+            Err(e) => {
+                // Transient (e.g. ENOMEM, ENOBUFS): back off and go on.
+                tracing::warn!(shard = shard.id, error = %e, "UDP receive failed; retrying");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
             }
         };
         if received == 0 {
@@ -83,9 +91,17 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
         }
         shard.flush_udp(endpoint, &mut outgoing);
         shard.run_after_hooks(&mut after);
-        shard.flush_outboxes().await;
+        shard.try_flush();
         glommio::yield_if_needed().await;
     }
+}
+
+/// Errors after which a socket will never work again.
+fn is_fatal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT)
+    )
 }
 
 pub(crate) fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Counts]) -> usize {
@@ -185,6 +201,10 @@ impl Shard {
                 }
                 let owner = self.common.owner.of(&announce.info_hash);
                 if owner != self.id {
+                    if !self.may_queue_udp_forward(owner) {
+                        ShardStats::add(&self.stats.forward_dropped, 1);
+                        return None;
+                    }
                     self.forward(
                         owner,
                         Forward::UdpAnnounce {
@@ -241,6 +261,7 @@ impl Shard {
         after: &mut Vec<AfterAnnounce>,
     ) -> usize {
         let s = &self.settings;
+        let info_hash = announce.info_hash;
         let client = Client {
             ip: from.ip(),
             port: announce.port,
@@ -257,7 +278,12 @@ impl Shard {
         if let Err(refusal) = hooks.before_announce(&mut ctx) {
             return write_error(slot, transaction_id, &refusal.0);
         }
-        let interval = ctx.interval;
+        let (interval, client_ip) = (ctx.interval, ctx.client.ip);
+        announce.info_hash = info_hash;
+        let client = Client {
+            ip: client_ip,
+            port: announce.port,
+        };
         let ipv6 = from.is_ipv6();
         let want = (announce
             .numwant

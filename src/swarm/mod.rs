@@ -174,7 +174,9 @@ impl Swarms {
                 (None, Some(up.position), up.was_seeder)
             }
         };
-        if announce.event == Event::Completed && !was_seeder {
+        // Only a real leecher-to-seeder step counts: repeating `completed`
+        // (or sending it with bytes left) must not inflate the count.
+        if announce.event == Event::Completed && seeder && !was_seeder {
             torrent.downloaded = torrent.downloaded.saturating_add(1);
         }
         let v4 = &torrent.v4;
@@ -206,7 +208,9 @@ impl Swarms {
             }
         }
         let counts = torrent.counts();
-        if torrent.is_empty() && counts.downloaded == 0 {
+        // Empty torrents vanish, here as in expiry (their completion count
+        // with them: keeping it would keep every torrent ever seen).
+        if torrent.is_empty() {
             self.remove_at(position);
         }
         counts
@@ -350,9 +354,16 @@ mod tests {
         run(&mut s, &announce(1, 0, Event::Completed), "10.0.0.1", 100);
         let c = s.counts(&[1; 20]);
         assert_eq!((c.seeders, c.leechers, c.downloaded), (1, 0, 1));
-        // The completion survives the peer leaving.
-        run(&mut s, &announce(1, 0, Event::Stopped), "10.0.0.1", 100);
+        // `completed` with bytes left is no completion.
+        run(&mut s, &announce(1, 5, Event::Started), "10.0.0.2", 100);
+        for _ in 0..3 {
+            run(&mut s, &announce(1, 5, Event::Completed), "10.0.0.2", 100);
+        }
         assert_eq!(s.counts(&[1; 20]).downloaded, 1);
+        // The torrent leaves with its last peer.
+        run(&mut s, &announce(1, 0, Event::Stopped), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 0, Event::Stopped), "10.0.0.2", 100);
+        assert_eq!(s.torrent_count(), 0);
     }
 
     #[test]

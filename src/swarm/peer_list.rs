@@ -45,6 +45,8 @@ pub struct PeerList<A: WireAddr> {
     addrs: SmallVec<[A; 2]>,
     meta: SmallVec<[PeerMeta; 2]>,
     leechers: u32,
+    /// Leechers that are paused (BEP 21), kept so `downloaders` is O(1).
+    paused_leechers: u32,
     index: Option<Box<SlotIndex>>,
 }
 
@@ -75,10 +77,7 @@ impl<A: WireAddr> PeerList<A> {
 
     /// Leechers that are not paused (BEP 21 `downloaders`).
     pub fn downloaders(&self) -> usize {
-        self.meta[..self.leechers()]
-            .iter()
-            .filter(|m| !m.paused)
-            .count()
+        self.leechers() - self.paused_leechers as usize
     }
 
     pub fn addrs(&self) -> &[A] {
@@ -104,6 +103,10 @@ impl<A: WireAddr> PeerList<A> {
         match self.find(&addr, h) {
             Some(mut position) => {
                 let was_seeder = position >= self.leechers();
+                let was_paused_leecher = !was_seeder && self.meta[position].paused;
+                let is_paused_leecher = !seeder && meta.paused;
+                self.paused_leechers =
+                    self.paused_leechers + is_paused_leecher as u32 - was_paused_leecher as u32;
                 self.meta[position] = meta;
                 if seeder && !was_seeder {
                     position = self.leecher_to_seeder(position, h);
@@ -116,6 +119,7 @@ impl<A: WireAddr> PeerList<A> {
                 }
             }
             None => {
+                self.paused_leechers += (!seeder && meta.paused) as u32;
                 self.addrs.push(addr);
                 self.meta.push(meta);
                 let mut position = self.len() - 1;
@@ -147,6 +151,9 @@ impl<A: WireAddr> PeerList<A> {
 
     /// Removes the peer at `position`; other peers may move.
     pub fn remove(&mut self, mut position: usize, h: &AddrHasher) {
+        if position < self.leechers() && self.meta[position].paused {
+            self.paused_leechers -= 1;
+        }
         if position < self.leechers() {
             // Keep the leecher range contiguous: hand the slot to the last
             // leecher, so the hole sits at the range's end, then turn it
@@ -365,6 +372,45 @@ mod tests {
             let n = u16::from_be_bytes([a[2], a[3]]);
             assert_eq!(i >= list.leechers(), n % 3 == 0, "peer {n} at {i}");
         }
+    }
+
+    #[test]
+    fn downloaders_follow_pause_status_and_removal() {
+        let mut list = PeerList::default();
+        let paused = PeerMeta {
+            paused: true,
+            ..meta(10)
+        };
+        list.upsert(addr(1), paused, false, &H);
+        list.upsert(addr(2), meta(10), false, &H);
+        list.upsert(addr(3), paused, true, &H); // a paused seeder is no leecher
+        assert_eq!((list.leechers(), list.downloaders()), (2, 1));
+        list.upsert(addr(2), paused, false, &H);
+        assert_eq!(list.downloaders(), 0);
+        list.upsert(addr(1), meta(10), false, &H);
+        assert_eq!(list.downloaders(), 1);
+        list.upsert(addr(2), paused, true, &H); // paused leecher completes
+        assert_eq!((list.leechers(), list.downloaders()), (1, 1));
+        list.upsert(addr(1), paused, false, &H);
+        list.remove_addr(&addr(1), &H);
+        assert_eq!((list.leechers(), list.downloaders()), (0, 0));
+        for n in 10..40 {
+            list.upsert(
+                addr(n),
+                PeerMeta {
+                    paused: n % 2 == 0,
+                    ..meta(if n < 25 { 5 } else { 50 })
+                },
+                false,
+                &H,
+            );
+        }
+        list.expire(10, &H);
+        let scanned = list.meta[..list.leechers()]
+            .iter()
+            .filter(|m| !m.paused)
+            .count();
+        assert_eq!(list.downloaders(), scanned);
     }
 
     #[test]

@@ -210,6 +210,16 @@ impl Client {
         self.try_connect().expect("connect answered");
     }
 
+    /// Connects, retrying until `deadline`; whether it got through.
+    pub fn connect_by(&mut self, deadline: Instant) -> bool {
+        while Instant::now() < deadline {
+            if self.try_connect().is_some() {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn announce_packet(&self, a: &Announce, tid: u32) -> Vec<u8> {
         let mut p = self.connection_id.to_be_bytes().to_vec();
         p.extend_from_slice(&1u32.to_be_bytes());
