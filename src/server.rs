@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::middleware::{no_hooks, HookFactory};
 use crate::net::udp::{bind_group, GroupOptions};
 use crate::protocol::connection_id::ConnectionIdKey;
-use crate::shard::{self, mesh, owner::Owner, Common, Plan, ShardStats};
+use crate::shard::{self, heartbeat, mesh, owner::Owner, Common, Plan, ShardStats};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ pub struct Server {
 /// A started tracker.
 pub struct Running {
     executors: Vec<ExecutorJoinHandle<ShardStats>>,
+    heartbeat: std::thread::JoinHandle<()>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
     /// The bound UDP addresses, in `udp.listen` order (port 0 resolved).
@@ -90,7 +91,10 @@ impl Server {
         }
 
         let shutdown = Arc::new(AtomicBool::new(false));
+        heartbeat::install()?;
+        let threads = Arc::new(heartbeat::ShardThreads::new(shards));
         let common = Arc::new(Common {
+            threads: threads.clone(),
             connection_ids: ConnectionIdKey::new(
                 &self.config.udp.connection_id_key,
                 self.config.udp.connection_id_lifetime.as_secs() as u32,
@@ -133,9 +137,11 @@ impl Server {
                 }
             }
         }
+        let heartbeat = heartbeat::spawn(threads, shutdown.clone())?;
         tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, "Shoal is serving");
         Ok(Running {
             executors,
+            heartbeat,
             shutdown,
             common: common.clone(),
             udp_addrs,
@@ -167,6 +173,7 @@ impl Running {
                 }
             }
         }
+        let _ = self.heartbeat.join();
         if let Some(reason) = self.common.failure.lock().ok().and_then(|mut f| f.take()) {
             failure.get_or_insert(reason);
         }

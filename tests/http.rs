@@ -409,3 +409,48 @@ fn passkey_routes_and_connection_cap() {
     let mut again = HttpClient::connect(t.v4);
     assert_eq!(again.get(&format!("/k{target}")).status, 200);
 }
+
+#[test]
+fn a_trickled_request_is_cut_off_at_the_read_deadline() {
+    let t = Tracker::start(&["http.read_timeout=1s"]);
+    let mut slow = HttpClient::connect(t.v4);
+    let request = format!(
+        "GET {} HTTP/1.1\r\n\r\n",
+        announce_target(&random_hash(), &[1; 20], 1, 1, "")
+    );
+    let start = std::time::Instant::now();
+    // One byte every 200 ms: each read is quick, the request never ends
+    // in time.
+    let mut closed = false;
+    for b in request.as_bytes() {
+        if std::io::Write::write_all(&mut slow.stream, &[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    if !closed {
+        slow.stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        closed = slow.is_closed();
+    }
+    assert!(closed, "the trickling connection was closed");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn only_get_is_served() {
+    let t = Tracker::start(&[]);
+    for method in ["POST", "DELETE", "HEAD", "PUT"] {
+        let mut c = HttpClient::connect(t.v4);
+        let target = announce_target(&random_hash(), &[1; 20], 1, 1, "");
+        c.send_raw(format!("{method} {target} HTTP/1.1\r\n\r\n").as_bytes());
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 405, "{method}");
+        assert!(c.is_closed());
+    }
+}

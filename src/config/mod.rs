@@ -126,7 +126,7 @@ impl Default for UdpConfig {
             ],
             kernel_steering: true,
             batch_size: 64,
-            recv_buffer: ByteSize(8 << 20),
+            recv_buffer: ByteSize(256 << 10),
             send_buffer: ByteSize(4 << 20),
             connection_id_key: String::new(),
             connection_id_lifetime: MIN_CONNECTION_ID_LIFETIME,

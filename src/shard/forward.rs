@@ -21,7 +21,7 @@ pub(crate) async fn serve_forwarded(shard: Rc<Shard>, rx: ConnectedReceiver<Forw
     while let Some(batch) = rx.recv().await {
         shard.answer_forwarded(batch, &mut after);
         shard.run_after_hooks(&mut after);
-        shard.try_flush();
+        let _ = shard.try_flush();
         glommio::yield_if_needed().await;
     }
 }
@@ -138,6 +138,10 @@ pub(crate) struct PendingScrapes {
 }
 
 impl PendingScrapes {
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
     fn start(&mut self, scrape: PendingScrape) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);

@@ -20,10 +20,9 @@ use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A reply from another shard to a request this shard forwarded.
 pub(crate) enum HttpReply {
@@ -75,6 +74,7 @@ enum Status {
     BadRequest,
     NotFound,
     TooLarge,
+    MethodNotAllowed,
 }
 
 impl Status {
@@ -84,9 +84,15 @@ impl Status {
             Status::BadRequest => "400 Bad Request",
             Status::NotFound => "404 Not Found",
             Status::TooLarge => "431 Request Header Fields Too Large",
+            Status::MethodNotAllowed => "405 Method Not Allowed",
         }
     }
 }
+
+/// Per-connection answer buffers: what they start with, and the size past
+/// which they are given back after an answer.
+const SMALL_BUFFER: usize = 512;
+const BIG_BUFFER: usize = 4096;
 
 /// Accepts connections on one listener until the shard stops.
 pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
@@ -144,13 +150,17 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(http.write_timeout));
     let mut buf = vec![0u8; http.max_request_size];
     let mut filled = 0;
-    let mut out: Vec<u8> = Vec::with_capacity(512);
-    let mut body: Vec<u8> = Vec::with_capacity(512);
+    let mut out: Vec<u8> = Vec::with_capacity(SMALL_BUFFER);
+    let mut body: Vec<u8> = Vec::with_capacity(SMALL_BUFFER);
     let mut after = Vec::new();
     loop {
         // Read until a whole head is buffered.
         let mut scanned = 0;
-        let mut idle = None;
+        let mut idle = true;
+        let _ = stream.set_read_timeout(Some(http.idle_timeout));
+        // The whole head must arrive within the read timeout, however
+        // slowly it trickles (glommio's timeout covers one read only).
+        let mut deadline = (filled > 0).then(|| Instant::now() + http.read_timeout);
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
@@ -164,16 +174,19 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 .await;
                 return;
             }
-            // Between requests the idle timeout applies, within one the read timeout.
-            let waiting_idle = filled == 0;
-            if idle != Some(waiting_idle) {
-                let t = if waiting_idle {
-                    http.idle_timeout
-                } else {
-                    http.read_timeout
-                };
-                let _ = stream.set_read_timeout(Some(t));
-                idle = Some(waiting_idle);
+            // Between requests the idle timeout applies; within one, what
+            // is left of the request's deadline.
+            if filled > 0 {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + http.read_timeout);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                let _ = stream.set_read_timeout(Some(left));
+                idle = false;
+            } else if !idle {
+                let _ = stream.set_read_timeout(Some(http.idle_timeout));
+                idle = true;
             }
             match stream.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => return,
@@ -198,6 +211,17 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 return;
             }
         };
+        if head.method != "GET" {
+            let _ = respond(
+                &mut stream,
+                &mut out,
+                Status::MethodNotAllowed,
+                b"d14:failure reason18:only GET is servede",
+                false,
+            )
+            .await;
+            return;
+        }
         let keep_alive = head.keep_alive;
         let consumed = head.len;
         let client = if http.real_ip_header.is_some() {
@@ -240,6 +264,13 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         if !keep_alive {
             return;
         }
+        // A large answer (dictionary form, many peers) must not pin its
+        // buffers' size for the life of a keep-alive connection.
+        for b in [&mut out, &mut body] {
+            if b.capacity() > BIG_BUFFER {
+                b.shrink_to(SMALL_BUFFER);
+            }
+        }
         // Keep what a pipelining client already sent.
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
@@ -255,13 +286,15 @@ async fn respond(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     out.clear();
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let _ = write!(
-        out,
-        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        status.line(),
-        body.len()
-    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.line().as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(if keep_alive {
+        b"\r\nConnection: keep-alive\r\n\r\n".as_slice()
+    } else {
+        b"\r\nConnection: close\r\n\r\n".as_slice()
+    });
     out.extend_from_slice(body);
     stream.write_all(out).await
 }
@@ -522,8 +555,7 @@ pub(crate) async fn flusher(shard: Rc<Shard>) {
     loop {
         shard.flush_notify.notified().await;
         futures_lite::future::yield_now().await;
-        shard.try_flush();
-        if shard.flush_notify.is_pending() {
+        if shard.try_flush() {
             // A channel was full: let the peer drain it before retrying.
             glommio::timer::sleep(RETRY_FULL_CHANNEL).await;
         }

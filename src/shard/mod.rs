@@ -4,6 +4,7 @@
 
 pub mod cpus;
 mod forward;
+pub mod heartbeat;
 mod http;
 pub mod mesh;
 pub mod owner;
@@ -44,6 +45,7 @@ pub struct Common {
     pub hooks: HookFactory,
     /// Why the process stops on its own, if it does: the first fatal error.
     pub failure: std::sync::Mutex<Option<String>>,
+    pub threads: Arc<heartbeat::ShardThreads>,
 }
 
 impl Common {
@@ -136,13 +138,22 @@ impl Shard {
     // cycle when tasks awaited room on full channels).
 
     /// Sends every queued batch that fits now; wakes the flusher to retry
-    /// the rest.
-    fn try_flush(&self) {
+    /// the rest. Returns whether anything was left.
+    fn try_flush(&self) -> bool {
         let forwards = try_send_all(&self.forward_to, &self.forward_outbox, &self.common);
         let replies = try_send_all(&self.reply_to, &self.reply_outbox, &self.common);
-        if forwards || replies {
+        let left_over = forwards || replies;
+        if left_over {
             self.flush_notify.notify();
         }
+        left_over
+    }
+
+    /// Whether a UDP scrape may fan out to these owners now (their queues
+    /// are not saturated, and not too many gathers are waiting).
+    fn may_start_udp_gather(&self, owners: impl Iterator<Item = usize>) -> bool {
+        self.scrapes.borrow().len() < MAX_PENDING_GATHERS
+            && owners.into_iter().all(|o| self.may_queue_udp_forward(o))
     }
 
     /// Whether a UDP forward to `owner` may still be queued: the queue to
@@ -164,6 +175,8 @@ impl Shard {
 
 /// UDP forwards queued for one saturated shard before new ones are dropped.
 const MAX_QUEUED_UDP_FORWARDS: usize = 65_536;
+/// Cross-shard scrape gathers in flight before new UDP ones are dropped.
+const MAX_PENDING_GATHERS: usize = 65_536;
 
 /// `try_send`s each non-empty outbox; what does not fit is put back
 /// (ahead of anything queued since). Returns whether anything is left.
@@ -210,6 +223,7 @@ impl Drop for StopAllOnPanic {
 /// The body of shard `plan.id`'s executor; returns at shutdown.
 pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
     let _guard = StopAllOnPanic(common.shutdown.clone());
+    common.threads.register(plan.id);
     let shards = common.owner.shards();
     let links = plan.links.connect().await;
     let config = &common.config;
@@ -301,5 +315,6 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
     for task in tasks {
         task.cancel().await;
     }
+    common.threads.unregister(shard.id);
     shard.stats.clone()
 }

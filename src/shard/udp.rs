@@ -68,11 +68,18 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
             // Empty: park on io_uring until a datagram is queued. (recvmsg
             // with MSG_PEEK: a plain recv is refused on an unconnected
             // socket.)
+            // Bounded, so a lost completion cannot leave the socket unread.
             let mut probe = [0u8; 1];
-            if let Err(e) = shard.udp[endpoint].socket.peek_from(&mut probe).await {
-                tracing::warn!(shard = shard.id, error = %e, "waiting for UDP data failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
+            let wait = async {
+                match shard.udp[endpoint].socket.peek_from(&mut probe).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(shard = shard.id, error = %e, "waiting for UDP data failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            };
+            futures_lite::future::or(wait, glommio::timer::sleep(PARK_RECHECK)).await;
             continue;
         }
         ShardStats::add(&shard.stats.datagrams, received as u64);
@@ -91,10 +98,13 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
         }
         shard.flush_udp(endpoint, &mut outgoing);
         shard.run_after_hooks(&mut after);
-        shard.try_flush();
+        let _ = shard.try_flush();
         glommio::yield_if_needed().await;
     }
 }
+
+/// The longest an idle socket waits before it is read again anyway.
+const PARK_RECHECK: Duration = Duration::from_millis(100);
 
 /// Errors after which a socket will never work again.
 fn is_fatal(e: &std::io::Error) -> bool {
@@ -354,6 +364,18 @@ impl Shard {
         };
         if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
             return Some(write_error(slot, transaction_id, &refusal.0));
+        }
+        // A gather costs queue space on other shards: refused (dropped,
+        // the client retries) while they are saturated.
+        let owner = &self.common.owner;
+        let mut remote = hashes
+            .iter()
+            .map(|h| owner.of(h))
+            .filter(|&o| o != self.id)
+            .peekable();
+        if remote.peek().is_some() && !self.may_start_udp_gather(remote) {
+            ShardStats::add(&self.stats.forward_dropped, 1);
+            return None;
         }
         let counts = self.gather_scrape(hashes, || ScrapeReplyTo::Udp {
             endpoint,

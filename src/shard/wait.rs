@@ -113,11 +113,6 @@ impl Notify {
         }
     }
 
-    /// Whether a notification waits to be taken.
-    pub fn is_pending(&self) -> bool {
-        self.flagged.get()
-    }
-
     pub fn notified(&self) -> Notified<'_> {
         Notified { notify: self }
     }

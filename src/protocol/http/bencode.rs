@@ -3,7 +3,6 @@
 //! emits its keys in their fixed byte order.
 
 use crate::request::InfoHash;
-use std::io::Write;
 use std::net::IpAddr;
 
 /// The fixed part of an announce answer.
@@ -17,14 +16,18 @@ pub struct AnnounceHead {
     pub external_ip: Option<IpAddr>,
 }
 
+// itoa rather than `write!`: integer formatting through core::fmt was
+// about 1.5% of the CPU per HTTP answer.
 fn int(out: &mut Vec<u8>, key: &[u8], value: u64) {
     bytes(out, key);
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "i{value}e");
+    out.push(b'i');
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    out.push(b'e');
 }
 
 fn bytes(out: &mut Vec<u8>, value: &[u8]) {
-    let _ = write!(out, "{}:", value.len());
+    out.extend_from_slice(itoa::Buffer::new().format(value.len()).as_bytes());
+    out.push(b':');
     out.extend_from_slice(value);
 }
 
