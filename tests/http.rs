@@ -454,3 +454,26 @@ fn only_get_is_served() {
         assert!(c.is_closed());
     }
 }
+
+#[test]
+fn refusals_reach_the_client_despite_unread_bytes() {
+    let t = Tracker::start(&[]);
+    for _ in 0..5 {
+        let mut c = HttpClient::connect(t.v4);
+        // Far past the 4KiB cap: most of it is never read by the server,
+        // which must still not reset the connection over it.
+        let long = "y".repeat(64 * 1024);
+        let writer = {
+            let mut stream = c.stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(
+                    &mut stream,
+                    format!("GET /announce?pad={long} HTTP/1.1\r\n\r\n").as_bytes(),
+                );
+            })
+        };
+        let r = c.read_response().expect("the 431 arrives");
+        assert_eq!(r.status, 431);
+        writer.join().unwrap();
+    }
+}

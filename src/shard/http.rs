@@ -100,9 +100,26 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         let stream = match shard.http.listeners[listener].accept().await {
             Ok(stream) => stream,
             Err(e) => {
-                // Out of file descriptors, say: back off instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors or memory: back off instead of
+                // spinning. Anything else (a connection aborted before it
+                // was accepted) concerns that connection only.
+                let io = match &e {
+                    glommio::GlommioError::IoError(io) => Some(io),
+                    glommio::GlommioError::EnhancedIoError { source, .. } => Some(source),
+                    _ => None,
+                };
+                let starved = io.and_then(|io| io.raw_os_error()).is_some_and(|code| {
+                    matches!(
+                        code,
+                        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+                    )
+                });
+                if starved {
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed; backing off");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                } else {
+                    tracing::debug!(shard = shard.id, error = %e, "accept failed");
+                }
                 continue;
             }
         };
@@ -164,12 +181,11 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
-                let _ = respond(
+                refuse(
                     &mut stream,
                     &mut out,
                     Status::TooLarge,
                     b"d14:failure reason17:request too largee",
-                    false,
                 )
                 .await;
                 return;
@@ -200,24 +216,22 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
                     .stats
                     .http_malformed
                     .set(shard.stats.http_malformed.get() + 1);
-                let _ = respond(
+                refuse(
                     &mut stream,
                     &mut out,
                     Status::BadRequest,
                     b"d14:failure reason15:malformed HTTPe",
-                    false,
                 )
                 .await;
                 return;
             }
         };
         if head.method != "GET" {
-            let _ = respond(
+            refuse(
                 &mut stream,
                 &mut out,
                 Status::MethodNotAllowed,
                 b"d14:failure reason18:only GET is servede",
-                false,
             )
             .await;
             return;
@@ -276,6 +290,29 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         filled -= consumed;
     }
 }
+
+/// Answers an error and closes gracefully: the write side is shut and
+/// what the client still sends is read (briefly, boundedly) before the
+/// close, so the kernel does not reset the connection over unread bytes
+/// and throw the answer away.
+async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, status: Status, body: &[u8]) {
+    if respond(stream, out, status, body, false).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 1024];
+    for _ in 0..LINGER_READS {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// How long, and how many reads, a refused connection is drained for.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_READS: usize = 64;
 
 /// One write per response: head and body together.
 async fn respond(

@@ -32,40 +32,52 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Two shards (CPUs 0 and 1), UDP on 127.0.0.1 and [::1].
+    /// Two shards (CPUs 0 and 1), UDP and HTTP on 127.0.0.1 and [::1].
+    /// A port found free can be taken (by another test's client socket)
+    /// before the server binds it; the server then exits with a bind
+    /// error, and we try again on another port.
     pub fn start(extra: &[&str]) -> Tracker {
-        let port = free_port();
-        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        cmd.arg("--config")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
-            .arg("--set")
-            .arg(format!("runtime.cores={}", test_cores()))
-            .arg("--set")
-            .arg(format!("udp.listen=[\"{v4}\", \"{v6}\"]"))
-            .arg("--set")
-            .arg(format!("http.listen=[\"{v4}\", \"{v6}\"]"))
-            .arg("--set")
-            .arg("log.level=warn");
-        for e in extra {
-            cmd.arg("--set").arg(e);
+        for _ in 0..5 {
+            let port = free_port();
+            let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+            cmd.arg("--config")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
+                .arg("--set")
+                .arg(format!("runtime.cores={}", test_cores()))
+                .arg("--set")
+                .arg(format!("udp.listen=[\"{v4}\", \"{v6}\"]"))
+                .arg("--set")
+                .arg(format!("http.listen=[\"{v4}\", \"{v6}\"]"))
+                .arg("--set")
+                .arg("log.level=warn");
+            for e in extra {
+                cmd.arg("--set").arg(e);
+            }
+            let child = cmd.stdin(Stdio::null()).spawn().expect("start shoal");
+            let mut tracker = Tracker { child, v4, v6 };
+            if tracker.wait_ready() {
+                return tracker;
+            }
         }
-        let child = cmd.stdin(Stdio::null()).spawn().expect("start shoal");
-        let tracker = Tracker { child, v4, v6 };
-        tracker.wait_ready();
-        tracker
+        panic!("shoal did not start in 5 attempts");
     }
 
-    fn wait_ready(&self) {
+    /// Whether the server answers a connect within 20 s (false at once if
+    /// it exited).
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
             let mut c = Client::new(self.v4);
             c.sock
                 .set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
             if c.try_connect().is_some() {
-                return;
+                return true;
             }
         }
         panic!("shoal did not answer within 20s");
