@@ -196,8 +196,11 @@ impl Shard {
             return Some(counts);
         }
         let waiting = queries.iter().filter(|q| !q.is_empty()).count();
+        // Evaluated before borrowing `scrapes`: the caller's closure may
+        // touch shard state.
+        let reply_to = reply_to();
         let id = self.scrapes.borrow_mut().start(PendingScrape {
-            reply_to: reply_to(),
+            reply_to,
             counts,
             waiting,
         });

@@ -5,6 +5,7 @@
 
 use super::forward::ScrapeReplyTo;
 use super::mesh::{Forward, HttpAnnounceJob};
+use super::stats::ShardStats;
 use super::udp::AfterAnnounce;
 use super::{Clock, Shard};
 use crate::config::HttpConfig;
@@ -125,10 +126,7 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         };
         let http = &shard.http;
         if http.connections.get() >= http.max_connections {
-            shard
-                .stats
-                .http_refused
-                .set(shard.stats.http_refused.get() + 1);
+            ShardStats::add(&shard.stats.http_refused, 1);
             continue; // dropped: closed at once
         }
         http.connections.set(http.connections.get() + 1);
@@ -212,10 +210,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         let head = match parse_head(&buf[..filled], http.real_ip_header.as_deref()) {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
-                shard
-                    .stats
-                    .http_malformed
-                    .set(shard.stats.http_malformed.get() + 1);
+                ShardStats::add(&shard.stats.http_malformed, 1);
                 refuse(
                     &mut stream,
                     &mut out,
@@ -263,10 +258,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
             }
         };
         if status == Status::Ok {
-            shard
-                .stats
-                .http_answered
-                .set(shard.stats.http_answered.get() + 1);
+            ShardStats::add(&shard.stats.http_answered, 1);
         }
         if respond(&mut stream, &mut out, status, &body, keep_alive)
             .await
@@ -406,9 +398,7 @@ impl Shard {
         let parsed = match query::parse_announce(query) {
             Ok(p) => p,
             Err(e) => {
-                self.stats
-                    .http_malformed
-                    .set(self.stats.http_malformed.get() + 1);
+                ShardStats::add(&self.stats.http_malformed, 1);
                 bencode::failure(body, &e.to_string());
                 return (Status::BadRequest, None);
             }

@@ -123,7 +123,7 @@ impl Shard {
     }
 
     fn forward(&self, owner: usize, message: Forward) {
-        self.stats.forwarded.set(self.stats.forwarded.get() + 1);
+        ShardStats::add(&self.stats.forwarded, 1);
         self.forward_outbox.borrow_mut()[owner].push(message);
     }
 
@@ -167,9 +167,7 @@ impl Shard {
         let mut swarms = self.swarms.borrow_mut();
         let slice = (swarms.torrent_count() / SWEEP_TICKS).max(MIN_SWEEP_SLICE);
         let done = swarms.expire_slice(now, slice);
-        self.stats
-            .expired_peers
-            .set(self.stats.expired_peers.get() + done.peers as u64);
+        ShardStats::add(&self.stats.expired_peers, done.peers as u64);
     }
 }
 

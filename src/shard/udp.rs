@@ -132,20 +132,10 @@ pub(crate) fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Count
 
 fn write_error(slot: &mut [u8], transaction_id: u32, message: &str) -> usize {
     // Keep error answers small whatever a hook says: no amplification.
-    let message = &message[..floor_char_boundary(message, 200)];
+    let message = &message[..message.floor_char_boundary(200)];
     let mut w = Writer::new(slot);
     udp::write_error(&mut w, transaction_id, message);
     w.len()
-}
-
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    (0..=max)
-        .rev()
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(0)
 }
 
 /// Writes sampled peers of the announcer's family into the answer.
