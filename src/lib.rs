@@ -6,6 +6,7 @@
 //! `server` starting them all.
 
 pub mod config;
+pub mod metrics;
 pub mod middleware;
 pub mod net;
 pub mod protocol;

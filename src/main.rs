@@ -1,5 +1,5 @@
 use clap::Parser;
-use shoal::config::{self, Config, DEFAULT_CONFIG_YAML};
+use shoal::config::{self, Config, LogFormat, DEFAULT_CONFIG_YAML};
 use shoal::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,11 +47,15 @@ fn main() -> ExitCode {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.level.as_str()));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 fn run(config: Config) -> ExitCode {
-    tracing::info!("effective configuration:\n{}", config.to_masked_yaml());
+    tracing::info!("effective configuration: {}", config.to_masked_json());
     let running = match Server::new(config).start() {
         Ok(r) => r,
         Err(e) => {
@@ -72,21 +76,17 @@ fn run(config: Config) -> ExitCode {
         }
     }
     match running.join() {
-        Ok(stats) => {
-            for (id, s) in stats.iter().enumerate() {
+        Ok(shards) => {
+            for (id, f) in shards.iter().enumerate() {
+                let c = &f.counters;
                 tracing::info!(
                     shard = id,
-                    datagrams = s.datagrams.get(),
-                    answered = s.answered.get(),
-                    forwarded = s.forwarded.get(),
-                    forward_dropped = s.forward_dropped.get(),
-                    http_answered = s.http_answered.get(),
-                    http_malformed = s.http_malformed.get(),
-                    http_refused = s.http_refused.get(),
-                    bad_connection_id = s.bad_connection_id.get(),
-                    malformed = s.malformed.get(),
-                    send_dropped = s.send_dropped.get(),
-                    expired_peers = s.expired_peers.get(),
+                    requests = c.total_requests(),
+                    responses = c.total_responses(),
+                    udp_datagrams = c.udp_datagrams,
+                    http_connections = c.http_accepted,
+                    expired_peers = c.expired_peers,
+                    torrents = f.swarms.torrents,
                     "shard stopped"
                 );
             }

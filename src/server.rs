@@ -2,10 +2,12 @@
 //! shard order, then start one pinned executor per shard.
 
 use crate::config::Config;
+use crate::metrics::endpoint::Endpoint;
+use crate::metrics::{Registry, ShardFigures};
 use crate::middleware::{no_hooks, HookFactory};
 use crate::net::udp::{bind_group, GroupOptions};
 use crate::protocol::connection_id::ConnectionIdKey;
-use crate::shard::{self, heartbeat, mesh, owner::Owner, Common, Plan, ShardStats};
+use crate::shard::{self, heartbeat, mesh, owner::Owner, Common, Plan};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::io;
 use std::net::SocketAddr;
@@ -21,14 +23,17 @@ pub struct Server {
 
 /// A started tracker.
 pub struct Running {
-    executors: Vec<ExecutorJoinHandle<ShardStats>>,
+    executors: Vec<ExecutorJoinHandle<ShardFigures>>,
     heartbeat: std::thread::JoinHandle<()>,
+    metrics: Option<Endpoint>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
     /// The bound UDP addresses, in `udp.listen` order (port 0 resolved).
     pub udp_addrs: Vec<SocketAddr>,
     /// The bound HTTP addresses, in `http.listen` order.
     pub http_addrs: Vec<SocketAddr>,
+    /// The bound metrics addresses, in `metrics.listen` order.
+    pub metrics_addrs: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -91,6 +96,22 @@ impl Server {
         }
 
         let shutdown = Arc::new(AtomicBool::new(false));
+        let registry = Arc::new(Registry::new(
+            shards,
+            self.config.metrics.latency_histograms,
+        ));
+        // Bound before any shard starts: a taken port fails the start.
+        let metrics = if self.config.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(Endpoint::start(
+                &self.config.metrics.listen,
+                registry.clone(),
+                self.config.metrics.shard_deadline,
+                shutdown.clone(),
+            )?)
+        };
+        let metrics_addrs = metrics.as_ref().map_or(Vec::new(), |m| m.addrs.clone());
         heartbeat::install()?;
         let threads = Arc::new(heartbeat::ShardThreads::new(shards));
         let common = Arc::new(Common {
@@ -104,6 +125,7 @@ impl Server {
             shutdown: shutdown.clone(),
             hooks: self.hooks,
             failure: Default::default(),
+            metrics: registry,
             config: self.config,
         });
         let rt = &common.config.runtime;
@@ -133,12 +155,15 @@ impl Server {
                 Ok(h) => executors.push(h),
                 Err(e) => {
                     shutdown.store(true, Ordering::Relaxed);
+                    if let Some(m) = metrics {
+                        m.join();
+                    }
                     return Err(e);
                 }
             }
         }
         let heartbeat = heartbeat::spawn(threads, shutdown.clone())?;
-        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, "Shoal is serving");
+        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, metrics = ?metrics_addrs, "Shoal is serving");
         Ok(Running {
             executors,
             heartbeat,
@@ -146,6 +171,8 @@ impl Server {
             common: common.clone(),
             udp_addrs,
             http_addrs,
+            metrics_addrs,
+            metrics,
         })
     }
 }
@@ -162,7 +189,7 @@ impl Running {
 
     /// Waits for every shard; `Err` if one failed rather than being asked
     /// to stop.
-    pub fn join(self) -> Result<Vec<ShardStats>, String> {
+    pub fn join(self) -> Result<Vec<ShardFigures>, String> {
         let mut stats = Vec::new();
         let mut failure = None;
         for (id, handle) in self.executors.into_iter().enumerate() {
@@ -174,6 +201,12 @@ impl Running {
             }
         }
         let _ = self.heartbeat.join();
+        // The shards are gone: the endpoint stops too (a shard that failed
+        // set the flag already).
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(m) = self.metrics {
+            m.join();
+        }
         if let Some(reason) = self.common.failure.lock().ok().and_then(|mut f| f.take()) {
             failure.get_or_insert(reason);
         }

@@ -95,3 +95,54 @@ fn a_taken_port_is_a_clear_error() {
         "{all}"
     );
 }
+
+#[test]
+fn a_taken_metrics_port_is_a_clear_error_logged_as_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (code, out, err) = shoal(&[
+        "--set",
+        "runtime.cores=[0]",
+        "--set",
+        "udp.listen=[\"127.0.0.1:0\"]",
+        "--set",
+        "http.listen=[]",
+        "--set",
+        &format!("metrics.listen=[\"{addr}\"]"),
+        "--set",
+        "log.format=json",
+    ]);
+    assert_ne!(code, 0);
+    // Every line is a JSON object; the start-up line carries the masked
+    // configuration and the last one names the key at fault.
+    let lines: Vec<serde_json::Value> = format!("{out}{err}")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("effective configuration"))));
+    let last = lines.last().expect("a log line");
+    assert_eq!(last["level"], "ERROR");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.contains("metrics.listen") && message.contains(&addr.to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn metrics_settings_are_validated() {
+    for (set, key) in [
+        ("metrics.shard_deadline=10ms", "metrics.shard_deadline"),
+        (
+            "metrics.listen=[\"127.0.0.1:9\", \"127.0.0.1:9\"]",
+            "metrics.listen",
+        ),
+        ("log.format=xml", "log.format"),
+    ] {
+        let (code, _, err) = shoal(&["--check-config", "--set", "runtime.cores=[0]", "--set", set]);
+        assert_eq!(code, 2, "{set}");
+        assert!(err.contains(key), "{set}: {err}");
+    }
+}

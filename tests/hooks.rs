@@ -60,6 +60,7 @@ fn hooks_refuse_change_and_observe() {
         &[
             format!("runtime.cores={}", test_cores()),
             format!("udp.listen=[\"127.0.0.1:{port}\"]"),
+            "metrics.listen=[]".into(),
         ],
     )
     .unwrap();

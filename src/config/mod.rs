@@ -25,6 +25,7 @@ pub struct Config {
     pub udp: UdpConfig,
     pub http: HttpConfig,
     pub tracker: TrackerConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,17 @@ mod auto_keyword {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +213,25 @@ impl Default for TrackerConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub latency_histograms: bool,
+    #[serde(with = "duration")]
+    pub shard_deadline: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:6880".parse().unwrap()],
+            latency_histograms: false,
+            shard_deadline: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
 /// validates. Every error names the key at fault.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Config, String> {
@@ -319,6 +350,7 @@ impl Config {
             return Err("udp.connection_id_lifetime: longer than 24h".into());
         }
         self.validate_http()?;
+        self.validate_metrics()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
             return Err("tracker.announce_interval: must be at least 1s".into());
@@ -351,6 +383,33 @@ impl Config {
         }
         if t.peer_lifetime.as_secs() > u32::MAX as u64 / 2 {
             return Err("tracker.peer_lifetime: too long".into());
+        }
+        Ok(())
+    }
+
+    fn validate_metrics(&self) -> Result<(), String> {
+        let m = &self.metrics;
+        if let Some(dup) = first_duplicate(&m.listen) {
+            return Err(format!("metrics.listen: {dup} is listed twice"));
+        }
+        if let Some(clash) = m
+            .listen
+            .iter()
+            .find(|a| a.port() != 0 && self.http.listen.contains(a))
+        {
+            return Err(format!(
+                "metrics.listen: {clash} is also in http.listen; give the metrics their own port"
+            ));
+        }
+        // The shards publish every 100 ms: a shorter deadline would report
+        // healthy shards down.
+        if m.shard_deadline < Duration::from_millis(200)
+            || m.shard_deadline > Duration::from_secs(60)
+        {
+            return Err(format!(
+                "metrics.shard_deadline: {} is outside 200ms..60s",
+                humantime::format_duration(m.shard_deadline)
+            ));
         }
         Ok(())
     }
@@ -410,13 +469,25 @@ impl Config {
         }
     }
 
-    /// The effective configuration as YAML, with secrets masked.
-    pub fn to_masked_yaml(&self) -> String {
+    /// The configuration with secrets masked, for showing.
+    fn masked(&self) -> Config {
         let mut shown = self.clone();
         if !shown.udp.connection_id_key.is_empty() {
             shown.udp.connection_id_key = "********".into();
         }
-        serde_yaml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+        shown
+    }
+
+    /// The effective configuration as YAML, with secrets masked.
+    pub fn to_masked_yaml(&self) -> String {
+        serde_yaml::to_string(&self.masked())
+            .unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// The effective configuration as one line of JSON, secrets masked:
+    /// the start-up log line.
+    pub fn to_masked_json(&self) -> String {
+        serde_json::to_string(&self.masked()).unwrap_or_else(|e| format!("\"cannot print: {e}\""))
     }
 }
 

@@ -5,6 +5,7 @@ use super::http::HttpReply;
 use super::mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
 use super::udp::{write_scrape, AfterAnnounce};
 use super::Shard;
+use crate::metrics::counters::{Action, Outcome};
 use crate::net::mmsg::SendBatch;
 use crate::request::InfoHash;
 use crate::swarm::Counts;
@@ -47,6 +48,7 @@ impl Shard {
                     endpoint,
                     from,
                     transaction_id,
+                    received,
                     announce,
                 } => {
                     let endpoint = endpoint as usize;
@@ -54,8 +56,15 @@ impl Shard {
                     if out.is_full() {
                         self.flush_udp(endpoint, out);
                     }
-                    let len =
-                        self.announce(from, transaction_id, *announce, clock, out.slot(), after);
+                    let len = self.announce(
+                        from,
+                        transaction_id,
+                        *announce,
+                        clock,
+                        received,
+                        out.slot(),
+                        after,
+                    );
                     out.push(len, from);
                 }
                 Forward::HttpAnnounce { origin, id, job } => {
@@ -92,11 +101,13 @@ impl Shard {
                             endpoint,
                             to,
                             transaction_id,
+                            received,
                         } => {
                             let out = &mut outgoing[endpoint];
                             if out.is_full() {
                                 self.flush_udp(endpoint, out);
                             }
+                            self.udp_answered(Action::Scrape, to, Outcome::Ok, received);
                             let len = write_scrape(out.slot(), transaction_id, &done.counts);
                             out.push(len, to);
                         }
@@ -117,6 +128,7 @@ pub(crate) enum ScrapeReplyTo {
         endpoint: usize,
         to: SocketAddr,
         transaction_id: u32,
+        received: std::time::Instant,
     },
     Http {
         waiter: u32,
@@ -226,5 +238,6 @@ impl Shard {
                 self.flush_udp(endpoint, out);
             }
         }
+        self.settle_latency();
     }
 }

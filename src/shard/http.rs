@@ -5,10 +5,10 @@
 
 use super::forward::ScrapeReplyTo;
 use super::mesh::{Forward, HttpAnnounceJob};
-use super::stats::ShardStats;
 use super::udp::AfterAnnounce;
 use super::{Clock, Shard};
 use crate::config::HttpConfig;
+use crate::metrics::counters::{Action, Family, Outcome};
 use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
 use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
 use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
@@ -126,9 +126,10 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         };
         let http = &shard.http;
         if http.connections.get() >= http.max_connections {
-            ShardStats::add(&shard.stats.http_refused, 1);
+            shard.counters.http_connection(false);
             continue; // dropped: closed at once
         }
+        shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
         glommio::spawn_local(serve_connection(shard.clone(), stream)).detach();
     }
@@ -179,6 +180,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
+                shard.http_refused(peer);
                 refuse(
                     &mut stream,
                     &mut out,
@@ -210,7 +212,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         let head = match parse_head(&buf[..filled], http.real_ip_header.as_deref()) {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
-                ShardStats::add(&shard.stats.http_malformed, 1);
+                shard.http_refused(peer);
                 refuse(
                     &mut stream,
                     &mut out,
@@ -222,6 +224,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
             }
         };
         if head.method != "GET" {
+            shard.http_refused(peer);
             refuse(
                 &mut stream,
                 &mut out,
@@ -239,32 +242,42 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
             peer
         };
         body.clear();
-        let status = match http.routes.match_path(head.path) {
+        let started = shard.latency.as_ref().map(|_| Instant::now());
+        let (action, status) = match http.routes.match_path(head.path) {
             Route::Announce { passkey } => {
                 let (status, a) = shard
                     .http_announce(head.query, passkey, client, &mut body)
                     .await;
                 after.extend(a);
-                status
+                (Action::Announce, status)
             }
             Route::Scrape { passkey } => {
-                shard
+                let status = shard
                     .http_scrape(head.query, passkey, client, &mut body)
-                    .await
+                    .await;
+                (Action::Scrape, status)
             }
             Route::NotFound => {
                 bencode::failure(&mut body, "not found");
-                Status::NotFound
+                (Action::Invalid, Status::NotFound)
             }
         };
-        if status == Status::Ok {
-            ShardStats::add(&shard.stats.http_answered, 1);
-        }
+        let outcome = if body.starts_with(FAILURE_PREFIX) {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        };
+        shard
+            .counters
+            .served(Protocol::Http, action, Family::of(client), outcome);
         if respond(&mut stream, &mut out, status, &body, keep_alive)
             .await
             .is_err()
         {
             return;
+        }
+        if let (Some(latency), Some(started)) = (&shard.latency, started) {
+            latency.record(Protocol::Http, action, started.elapsed());
         }
         shard.run_after_hooks(&mut after);
         if !keep_alive {
@@ -280,6 +293,22 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         // Keep what a pipelining client already sent.
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
+    }
+}
+
+/// How every failure answer starts (its only key sorts first).
+const FAILURE_PREFIX: &[u8] = b"d14:failure reason";
+
+impl Shard {
+    /// Counts a request refused before routing (malformed, too large,
+    /// not GET): answered with an error, then the connection closes.
+    fn http_refused(&self, peer: IpAddr) {
+        self.counters.served(
+            Protocol::Http,
+            Action::Invalid,
+            Family::of(peer),
+            Outcome::Error,
+        );
     }
 }
 
@@ -398,7 +427,6 @@ impl Shard {
         let parsed = match query::parse_announce(query) {
             Ok(p) => p,
             Err(e) => {
-                ShardStats::add(&self.stats.http_malformed, 1);
                 bencode::failure(body, &e.to_string());
                 return (Status::BadRequest, None);
             }

@@ -18,6 +18,8 @@ pub enum Forward {
         endpoint: u16,
         from: SocketAddr,
         transaction_id: u32,
+        /// When the origin read it: request latency.
+        received: std::time::Instant,
         announce: Box<Announce>,
     },
     /// An HTTP announce: the connection stays on the origin shard, so the

@@ -8,11 +8,13 @@ pub mod heartbeat;
 mod http;
 pub mod mesh;
 pub mod owner;
-mod stats;
 mod udp;
 mod wait;
 
 use crate::config::Config;
+use crate::metrics::counters::{Counters, Forwarded};
+use crate::metrics::latency::Latency;
+use crate::metrics::{Registry, ShardFigures};
 use crate::middleware::{HookFactory, Pipeline};
 use crate::protocol::connection_id::ConnectionIdKey;
 use crate::swarm::Swarms;
@@ -25,8 +27,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-pub use stats::ShardStats;
 
 /// How often a shard wakes for housekeeping: expiry slices, shutdown.
 const TICK: Duration = Duration::from_millis(100);
@@ -46,6 +46,8 @@ pub struct Common {
     /// Why the process stops on its own, if it does: the first fatal error.
     pub failure: std::sync::Mutex<Option<String>>,
     pub threads: Arc<heartbeat::ShardThreads>,
+    /// Where the shards publish their figures for the metrics endpoint.
+    pub metrics: Arc<Registry>,
 }
 
 impl Common {
@@ -78,9 +80,11 @@ pub(crate) struct Settings {
     batch_size: usize,
 }
 
-/// Coarse time, read once per batch (vDSO, no system call).
+/// Time, read once per batch (vDSO, no system call).
 #[derive(Clone, Copy)]
 pub(crate) struct Clock {
+    /// When the batch was read: request latency.
+    now: Instant,
     /// Unix seconds: connection ids, comparable between instances.
     unix: u32,
     /// Seconds since start: peer expiry.
@@ -94,7 +98,9 @@ pub(crate) struct Shard {
     swarms: RefCell<Swarms>,
     rng: RefCell<fastrand::Rng>,
     hooks: RefCell<Pipeline>,
-    stats: ShardStats,
+    counters: Counters,
+    /// Present when `metrics.latency_histograms` is on.
+    latency: Option<Latency>,
     udp: Vec<udp::Endpoint>,
     forward_to: Vec<Option<ConnectedSender<ForwardBatch>>>,
     reply_to: Vec<Option<ConnectedSender<ReplyBatch>>>,
@@ -116,14 +122,21 @@ impl Shard {
         let unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
+        let now = Instant::now();
         Clock {
+            now,
             unix,
-            mono: self.common.start.elapsed().as_secs() as u32,
+            mono: now.duration_since(self.common.start).as_secs() as u32,
         }
     }
 
     fn forward(&self, owner: usize, message: Forward) {
-        ShardStats::add(&self.stats.forwarded, 1);
+        let kind = match &message {
+            Forward::UdpAnnounce { .. } => Forwarded::UdpAnnounce,
+            Forward::HttpAnnounce { .. } => Forwarded::HttpAnnounce,
+            Forward::ScrapeQuery { .. } => Forwarded::ScrapePart,
+        };
+        self.counters.forwarded(kind, 1);
         self.forward_outbox.borrow_mut()[owner].push(message);
     }
 
@@ -163,11 +176,27 @@ impl Shard {
     }
 
     fn housekeeping(&self) {
-        let now = self.clock().mono;
+        let clock = self.clock();
         let mut swarms = self.swarms.borrow_mut();
         let slice = (swarms.torrent_count() / SWEEP_TICKS).max(MIN_SWEEP_SLICE);
-        let done = swarms.expire_slice(now, slice);
-        ShardStats::add(&self.stats.expired_peers, done.peers as u64);
+        let done = swarms.expire_slice(clock.mono, slice);
+        drop(swarms);
+        self.counters
+            .sweep(clock.now.elapsed(), done.peers, done.torrents);
+        if let Some(generation) = self.common.metrics.wanted(self.id) {
+            self.common
+                .metrics
+                .publish(self.id, generation, self.figures());
+        }
+    }
+
+    /// A copy of this shard's counters and gauges.
+    fn figures(&self) -> ShardFigures {
+        ShardFigures {
+            counters: self.counters.snapshot(),
+            swarms: self.swarms.borrow().totals(),
+            latency: self.latency.as_ref().map(Latency::snapshot),
+        }
     }
 }
 
@@ -219,7 +248,7 @@ impl Drop for StopAllOnPanic {
 }
 
 /// The body of shard `plan.id`'s executor; returns at shutdown.
-pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
+pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let _guard = StopAllOnPanic(common.shutdown.clone());
     common.threads.register(plan.id);
     let shards = common.owner.shards();
@@ -265,7 +294,8 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         swarms: RefCell::new(Swarms::default()),
         rng: RefCell::new(fastrand::Rng::with_seed(u64::from_le_bytes(seed))),
         hooks: RefCell::new(Pipeline::new((common.hooks)(plan.id))),
-        stats: ShardStats::default(),
+        counters: Counters::default(),
+        latency: common.metrics.latency_histograms.then(Latency::default),
         udp,
         forward_to: links.forward_to,
         reply_to: links.reply_to,
@@ -314,5 +344,5 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardStats {
         task.cancel().await;
     }
     common.threads.unregister(shard.id);
-    shard.stats.clone()
+    shard.figures()
 }

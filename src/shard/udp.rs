@@ -4,8 +4,8 @@
 
 use super::forward::ScrapeReplyTo;
 use super::mesh::Forward;
-use super::stats::ShardStats;
 use super::{Clock, Shard};
+use crate::metrics::counters::{Action, Family, Outcome, UdpDrop};
 use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
 use crate::net::mmsg::{RecvBatch, SendBatch, Sent};
 use crate::protocol::udp::{self, ParseError, Request, ScrapeCounts, Writer};
@@ -15,7 +15,7 @@ use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One of the shard's sockets, one per `udp.listen` address.
 pub(crate) struct Endpoint {
@@ -82,11 +82,11 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
             futures_lite::future::or(wait, glommio::timer::sleep(PARK_RECHECK)).await;
             continue;
         }
-        ShardStats::add(&shard.stats.datagrams, received as u64);
+        shard.counters.udp_datagrams(received as u64);
         let clock = shard.clock();
         for i in 0..received {
             let Some((from, packet)) = incoming.get(i) else {
-                ShardStats::add(&shard.stats.malformed, 1);
+                shard.counters.udp_dropped(UdpDrop::Malformed, 1);
                 continue;
             };
             let slot = outgoing.slot();
@@ -97,6 +97,7 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
             }
         }
         shard.flush_udp(endpoint, &mut outgoing);
+        shard.settle_latency();
         shard.run_after_hooks(&mut after);
         let _ = shard.try_flush();
         glommio::yield_if_needed().await;
@@ -167,8 +168,34 @@ impl Shard {
     /// Sends a batch of answers on socket `endpoint`.
     pub(crate) fn flush_udp(&self, endpoint: usize, batch: &mut SendBatch) {
         let sent: Sent = batch.flush(self.udp[endpoint].fd);
-        ShardStats::add(&self.stats.answered, sent.sent as u64);
-        ShardStats::add(&self.stats.send_dropped, sent.dropped as u64);
+        if sent.dropped > 0 {
+            self.counters
+                .udp_dropped(UdpDrop::SendFailed, sent.dropped as u64);
+        }
+    }
+
+    /// Counts a UDP answer written now, and notes its latency when
+    /// histograms are on (recorded by `settle_latency` after the send).
+    #[inline]
+    pub(crate) fn udp_answered(
+        &self,
+        action: Action,
+        from: SocketAddr,
+        o: Outcome,
+        received: Instant,
+    ) {
+        self.counters
+            .response(Protocol::Udp, action, Family::of(from.ip()), o);
+        if let Some(latency) = &self.latency {
+            latency.mark(Protocol::Udp, action, received);
+        }
+    }
+
+    /// Records the latency of the answers just sent.
+    pub(crate) fn settle_latency(&self) {
+        if let Some(latency) = &self.latency {
+            latency.settle();
+        }
     }
 
     /// One datagram; returns the length of the answer written to `slot`,
@@ -184,10 +211,14 @@ impl Shard {
     ) -> Option<usize> {
         let ids = &self.common.connection_ids;
         let ip = from.ip();
+        let family = Family::of(ip);
         match udp::parse(packet) {
             Ok(Request::Connect { transaction_id }) => {
                 let mut w = Writer::new(slot);
                 udp::write_connect(&mut w, transaction_id, ids.make(ip, clock.unix));
+                self.counters
+                    .request(Protocol::Udp, Action::Connect, family);
+                self.udp_answered(Action::Connect, from, Outcome::Ok, clock.now);
                 Some(w.len())
             }
             Ok(Request::Announce {
@@ -196,27 +227,40 @@ impl Shard {
                 announce,
             }) => {
                 if !ids.check(connection_id, ip, clock.unix) {
-                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
                 let owner = self.common.owner.of(&announce.info_hash);
                 if owner != self.id {
                     if !self.may_queue_udp_forward(owner) {
-                        ShardStats::add(&self.stats.forward_dropped, 1);
+                        self.counters.udp_dropped(UdpDrop::OwnerSaturated, 1);
                         return None;
                     }
+                    self.counters
+                        .request(Protocol::Udp, Action::Announce, family);
                     self.forward(
                         owner,
                         Forward::UdpAnnounce {
                             endpoint: endpoint as u16,
                             from,
                             transaction_id,
+                            received: clock.now,
                             announce: Box::new(announce),
                         },
                     );
                     return None;
                 }
-                Some(self.announce(from, transaction_id, announce, clock, slot, after))
+                self.counters
+                    .request(Protocol::Udp, Action::Announce, family);
+                Some(self.announce(
+                    from,
+                    transaction_id,
+                    announce,
+                    clock,
+                    clock.now,
+                    slot,
+                    after,
+                ))
             }
             Ok(Request::Scrape {
                 connection_id,
@@ -224,14 +268,14 @@ impl Shard {
                 info_hashes,
             }) => {
                 if !ids.check(connection_id, ip, clock.unix) {
-                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
                 let (hashes, _) = info_hashes.as_chunks::<20>();
-                self.scrape(endpoint, from, transaction_id, hashes, slot)
+                self.scrape(endpoint, from, transaction_id, hashes, clock, slot)
             }
             Err(ParseError::Drop) => {
-                ShardStats::add(&self.stats.malformed, 1);
+                self.counters.udp_dropped(UdpDrop::Malformed, 1);
                 None
             }
             Err(ParseError::Invalid {
@@ -239,24 +283,28 @@ impl Shard {
                 transaction_id,
                 message,
             }) => {
-                ShardStats::add(&self.stats.malformed, 1);
                 // Only a sender that proved its address gets an answer.
                 if !ids.check(connection_id, ip, clock.unix) {
-                    ShardStats::add(&self.stats.bad_connection_id, 1);
+                    self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
+                self.counters
+                    .request(Protocol::Udp, Action::Invalid, family);
+                self.udp_answered(Action::Invalid, from, Outcome::Error, clock.now);
                 Some(write_error(slot, transaction_id, message))
             }
         }
     }
 
     /// An announce for an infohash this shard owns.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn announce(
         &self,
         from: SocketAddr,
         transaction_id: u32,
         mut announce: Announce,
         clock: Clock,
+        received: Instant,
         slot: &mut [u8],
         after: &mut Vec<AfterAnnounce>,
     ) -> usize {
@@ -276,6 +324,7 @@ impl Shard {
         };
         let mut hooks = self.hooks.borrow_mut();
         if let Err(refusal) = hooks.before_announce(&mut ctx) {
+            self.udp_answered(Action::Announce, from, Outcome::Error, received);
             return write_error(slot, transaction_id, &refusal.0);
         }
         let (interval, client_ip) = (ctx.interval, ctx.client.ip);
@@ -322,6 +371,7 @@ impl Shard {
                 counts,
             });
         }
+        self.udp_answered(Action::Announce, from, Outcome::Ok, received);
         udp::ANNOUNCE_RESPONSE_HEADER_LEN + peers_len
     }
 
@@ -333,14 +383,17 @@ impl Shard {
         from: SocketAddr,
         transaction_id: u32,
         hashes: &[InfoHash],
+        clock: Clock,
         slot: &mut [u8],
     ) -> Option<usize> {
+        let family = Family::of(from.ip());
+        let refuse = |slot: &mut [u8], message: &str| {
+            self.counters.request(Protocol::Udp, Action::Scrape, family);
+            self.udp_answered(Action::Scrape, from, Outcome::Error, clock.now);
+            Some(write_error(slot, transaction_id, message))
+        };
         if hashes.len() > self.settings.max_scrape {
-            return Some(write_error(
-                slot,
-                transaction_id,
-                "too many info hashes in one scrape",
-            ));
+            return refuse(slot, "too many info hashes in one scrape");
         }
         let ctx = ScrapeContext {
             protocol: Protocol::Udp,
@@ -353,7 +406,7 @@ impl Shard {
             passkey: None,
         };
         if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
-            return Some(write_error(slot, transaction_id, &refusal.0));
+            return refuse(slot, &refusal.0);
         }
         // A gather costs queue space on other shards: refused (dropped,
         // the client retries) while they are saturated.
@@ -364,14 +417,17 @@ impl Shard {
             .filter(|&o| o != self.id)
             .peekable();
         if remote.peek().is_some() && !self.may_start_udp_gather(remote) {
-            ShardStats::add(&self.stats.forward_dropped, 1);
+            self.counters.udp_dropped(UdpDrop::OwnerSaturated, 1);
             return None;
         }
+        self.counters.request(Protocol::Udp, Action::Scrape, family);
         let counts = self.gather_scrape(hashes, || ScrapeReplyTo::Udp {
             endpoint,
             to: from,
             transaction_id,
+            received: clock.now,
         })?;
+        self.udp_answered(Action::Scrape, from, Outcome::Ok, clock.now);
         Some(write_scrape(slot, transaction_id, &counts))
     }
 }

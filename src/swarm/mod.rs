@@ -98,6 +98,39 @@ pub struct Swarms {
     peer_hasher: AddrHasher,
     /// Where the next expiry slice starts.
     sweep_cursor: usize,
+    /// Seeders and leechers over every torrent, by family (0: IPv4,
+    /// 1: IPv6), kept as peers come and go: the gauges cost no sweep.
+    totals: [PeerCount; 2],
+}
+
+/// Seeders and leechers of one peer list, or a sum of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCount {
+    pub seeders: usize,
+    pub leechers: usize,
+}
+
+impl PeerCount {
+    fn of<A: WireAddr>(list: &PeerList<A>) -> PeerCount {
+        PeerCount {
+            seeders: list.seeders(),
+            leechers: list.leechers(),
+        }
+    }
+
+    /// Moves the totals by a list's change from `before` to `after`.
+    fn shift(&mut self, before: PeerCount, after: PeerCount) {
+        self.seeders = (self.seeders + after.seeders).saturating_sub(before.seeders);
+        self.leechers = (self.leechers + after.leechers).saturating_sub(before.leechers);
+    }
+}
+
+/// What a shard holds, for the gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwarmTotals {
+    pub torrents: usize,
+    pub v4: PeerCount,
+    pub v6: PeerCount,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,6 +143,14 @@ pub struct Expired {
 impl Swarms {
     pub fn torrent_count(&self) -> usize {
         self.torrents.len()
+    }
+
+    pub fn totals(&self) -> SwarmTotals {
+        SwarmTotals {
+            torrents: self.torrents.len(),
+            v4: self.totals[0],
+            v6: self.totals[1],
+        }
     }
 
     #[inline]
@@ -165,12 +206,16 @@ impl Swarms {
         };
         let (exclude_v4, exclude_v6, was_seeder) = match client.ip {
             IpAddr::V4(ip) => {
+                let before = PeerCount::of(&torrent.v4);
                 let up = torrent.v4.upsert(wire_v4(ip, client.port), meta, seeder, h);
+                self.totals[0].shift(before, PeerCount::of(&torrent.v4));
                 (Some(up.position), None, up.was_seeder)
             }
             IpAddr::V6(ip) => {
                 let list = torrent.v6.get_or_insert_with(Default::default);
+                let before = PeerCount::of(list);
                 let up = list.upsert(wire_v6(ip, client.port), meta, seeder, h);
+                self.totals[1].shift(before, PeerCount::of(list));
                 (None, Some(up.position), up.was_seeder)
             }
         };
@@ -199,11 +244,15 @@ impl Swarms {
         let torrent = &mut self.torrents[position].1;
         match client.ip {
             IpAddr::V4(ip) => {
+                let before = PeerCount::of(&torrent.v4);
                 torrent.v4.remove_addr(&wire_v4(ip, client.port), h);
+                self.totals[0].shift(before, PeerCount::of(&torrent.v4));
             }
             IpAddr::V6(ip) => {
                 if let Some(list) = &mut torrent.v6 {
+                    let before = PeerCount::of(list);
                     list.remove_addr(&wire_v6(ip, client.port), h);
+                    self.totals[1].shift(before, PeerCount::of(list));
                 }
             }
         }
@@ -234,9 +283,13 @@ impl Swarms {
             done.visited += 1;
             let h = &self.peer_hasher;
             let torrent = &mut self.torrents[self.sweep_cursor].1;
+            let before = PeerCount::of(&torrent.v4);
             done.peers += torrent.v4.expire(now, h);
+            self.totals[0].shift(before, PeerCount::of(&torrent.v4));
             if let Some(v6) = &mut torrent.v6 {
+                let before = PeerCount::of(v6);
                 done.peers += v6.expire(now, h);
+                self.totals[1].shift(before, PeerCount::of(v6));
                 if v6.is_empty() {
                     torrent.v6 = None;
                 }
@@ -303,6 +356,55 @@ mod tests {
         let want = Want { v4: 50, v6: 50 };
         let counts = swarms.announce(a, client(ip), expires, want, &mut rng, &mut sink);
         (counts, sink)
+    }
+
+    #[test]
+    fn totals_follow_announces_stops_and_expiry() {
+        let mut s = Swarms::default();
+        run(&mut s, &announce(1, 5, Event::Started), "10.0.0.1", 100);
+        run(&mut s, &announce(1, 0, Event::Started), "10.0.0.2", 100);
+        run(&mut s, &announce(2, 5, Event::Started), "::1", 200);
+        let t = s.totals();
+        assert_eq!(t.torrents, 2);
+        assert_eq!(
+            t.v4,
+            PeerCount {
+                seeders: 1,
+                leechers: 1
+            }
+        );
+        assert_eq!(
+            t.v6,
+            PeerCount {
+                seeders: 0,
+                leechers: 1
+            }
+        );
+        // A leecher becoming a seeder moves between the two.
+        run(&mut s, &announce(1, 0, Event::Completed), "10.0.0.1", 100);
+        assert_eq!(
+            s.totals().v4,
+            PeerCount {
+                seeders: 2,
+                leechers: 0
+            }
+        );
+        run(&mut s, &announce(1, 0, Event::Stopped), "10.0.0.2", 100);
+        assert_eq!(
+            s.totals().v4,
+            PeerCount {
+                seeders: 1,
+                leechers: 0
+            }
+        );
+        s.expire_slice(150, 10);
+        let t = s.totals();
+        assert_eq!(
+            (t.torrents, t.v4, t.v6.leechers),
+            (1, PeerCount::default(), 1)
+        );
+        s.expire_slice(250, 10);
+        assert_eq!(s.totals(), SwarmTotals::default());
     }
 
     #[test]

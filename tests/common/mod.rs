@@ -29,6 +29,8 @@ pub struct Tracker {
     child: Child,
     pub v4: SocketAddr,
     pub v6: SocketAddr,
+    /// The metrics listener (loopback, its own port).
+    pub metrics: SocketAddr,
 }
 
 impl Tracker {
@@ -41,6 +43,7 @@ impl Tracker {
             let port = free_port();
             let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
             cmd.arg("--config")
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
@@ -51,12 +54,19 @@ impl Tracker {
                 .arg("--set")
                 .arg(format!("http.listen=[\"{v4}\", \"{v6}\"]"))
                 .arg("--set")
+                .arg(format!("metrics.listen=[\"{metrics}\"]"))
+                .arg("--set")
                 .arg("log.level=warn");
             for e in extra {
                 cmd.arg("--set").arg(e);
             }
             let child = cmd.stdin(Stdio::null()).spawn().expect("start shoal");
-            let mut tracker = Tracker { child, v4, v6 };
+            let mut tracker = Tracker {
+                child,
+                v4,
+                v6,
+                metrics,
+            };
             if tracker.wait_ready() {
                 return tracker;
             }

@@ -1,0 +1,317 @@
+//! The Prometheus text exposition format (version 0.0.4) of a gather.
+//! Counters per shard (`shard` label; sum them in PromQL), then the
+//! process's figures under the standard `process_*` names.
+
+use super::counters::{
+    CounterFigures, ACTIONS, FAMILIES, FORWARDED, OUTCOMES, PROTOCOLS, SWEEP_BUCKETS, UDP_DROPS,
+};
+use super::latency::BUCKETS;
+use super::process::Process;
+use super::{Gathered, ShardFigures};
+use std::fmt::{Display, Write};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                // Label values are our own constants and numbers: nothing
+                // to escape.
+                let _ = write!(self.text, "{k}=\"{v}\"");
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    /// One counter or gauge family, one sample per shard (and label set).
+    fn per_shard(
+        &mut self,
+        g: &Gathered,
+        name: &str,
+        kind: &str,
+        help: &str,
+        series: impl Fn(&ShardFigures, &mut dyn FnMut(&[(&str, &str)], u64)),
+    ) {
+        self.family(name, kind, help);
+        for (id, s) in g.shards.iter().enumerate() {
+            let shard = id.to_string();
+            series(&s.figures, &mut |labels, value| {
+                let mut all = vec![("shard", shard.as_str())];
+                all.extend_from_slice(labels);
+                self.sample(name, &all, value);
+            });
+        }
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], bounds: &[f64], b: Buckets) {
+        let bucket = format!("{name}_bucket");
+        for (le, count) in bounds.iter().zip(&b.cumulative) {
+            let le = le.to_string();
+            let mut all = labels.to_vec();
+            all.push(("le", &le));
+            self.sample(&bucket, &all, count);
+        }
+        let mut all = labels.to_vec();
+        all.push(("le", "+Inf"));
+        self.sample(&bucket, &all, b.count);
+        self.sample(&format!("{name}_sum"), labels, b.sum);
+        self.sample(&format!("{name}_count"), labels, b.count);
+    }
+}
+
+struct Buckets {
+    cumulative: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+/// Every (protocol, action) pair a protocol can carry: HTTP has no connect.
+pub(super) fn served_pairs() -> impl Iterator<Item = (usize, usize)> {
+    (0..PROTOCOLS.len())
+        .flat_map(|p| (0..ACTIONS.len()).map(move |a| (p, a)))
+        .filter(|&(p, a)| !(PROTOCOLS[p] == "http" && ACTIONS[a] == "connect"))
+}
+
+fn counters(f: &ShardFigures) -> &CounterFigures {
+    &f.counters
+}
+
+pub fn render(g: &Gathered, process: &Process) -> String {
+    let mut e = Exposition {
+        text: String::with_capacity(16 << 10),
+    };
+    e.family("shoal_build_info", "gauge", "Shoal's version.");
+    e.sample(
+        "shoal_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    e.family(
+        "shoal_shard_up",
+        "gauge",
+        "1 if the shard answered this scrape within metrics.shard_deadline; 0 shows its last figures.",
+    );
+    for (id, s) in g.shards.iter().enumerate() {
+        e.sample("shoal_shard_up", &[("shard", &id.to_string())], s.up as u8);
+    }
+    e.per_shard(
+        g,
+        "shoal_requests_total",
+        "counter",
+        "Requests understood and served (not dropped), by the shard that read them.",
+        |f, out| {
+            for (p, a) in served_pairs() {
+                for (fam, family) in FAMILIES.iter().enumerate() {
+                    let labels = [
+                        ("protocol", PROTOCOLS[p]),
+                        ("action", ACTIONS[a]),
+                        ("family", *family),
+                    ];
+                    out(&labels, counters(f).requests(p, a, fam));
+                }
+            }
+        },
+    );
+    e.per_shard(
+        g,
+        "shoal_responses_total",
+        "counter",
+        "Answers written, by the shard that wrote them; result=error is a BEP 15 error or an HTTP failure reason.",
+        |f, out| {
+            for (p, a) in served_pairs() {
+                for (fam, family) in FAMILIES.iter().enumerate() {
+                    for (o, outcome) in OUTCOMES.iter().enumerate() {
+                        let labels = [
+                            ("protocol", PROTOCOLS[p]),
+                            ("action", ACTIONS[a]),
+                            ("family", *family),
+                            ("result", *outcome),
+                        ];
+                        out(&labels, counters(f).responses(p, a, fam, o));
+                    }
+                }
+            }
+        },
+    );
+    e.per_shard(
+        g,
+        "shoal_udp_datagrams_received_total",
+        "counter",
+        "UDP datagrams read.",
+        |f, out| out(&[], f.counters.udp_datagrams),
+    );
+    e.per_shard(
+        g,
+        "shoal_udp_dropped_total",
+        "counter",
+        "UDP datagrams left unanswered, by reason.",
+        |f, out| {
+            for (i, reason) in UDP_DROPS.iter().enumerate() {
+                out(&[("reason", reason)], f.counters.udp_dropped(i));
+            }
+        },
+    );
+    e.per_shard(
+        g,
+        "shoal_forwarded_total",
+        "counter",
+        "Requests (or scrape parts) sent to the shard owning the infohash.",
+        |f, out| {
+            for (i, kind) in FORWARDED.iter().enumerate() {
+                out(&[("kind", kind)], f.counters.forwarded(i));
+            }
+        },
+    );
+    e.per_shard(
+        g,
+        "shoal_http_connections_accepted_total",
+        "counter",
+        "HTTP connections accepted.",
+        |f, out| out(&[], f.counters.http_accepted),
+    );
+    e.per_shard(
+        g,
+        "shoal_http_connections_refused_total",
+        "counter",
+        "HTTP connections closed at once because the shard had http.max_connections open.",
+        |f, out| out(&[], f.counters.http_refused),
+    );
+    e.per_shard(
+        g,
+        "shoal_torrents",
+        "gauge",
+        "Torrents with at least one peer.",
+        |f, out| out(&[], f.swarms.torrents as u64),
+    );
+    for (name, help, pick) in [
+        (
+            "shoal_peers",
+            "Peers stored, by address family.",
+            (|c: &crate::swarm::PeerCount| c.seeders + c.leechers) as fn(&_) -> usize,
+        ),
+        ("shoal_seeders", "Seeders stored.", |c| c.seeders),
+        ("shoal_leechers", "Leechers stored.", |c| c.leechers),
+    ] {
+        e.per_shard(g, name, "gauge", help, |f, out| {
+            out(&[("family", "ipv4")], pick(&f.swarms.v4) as u64);
+            out(&[("family", "ipv6")], pick(&f.swarms.v6) as u64);
+        });
+    }
+    e.per_shard(
+        g,
+        "shoal_expired_peers_total",
+        "counter",
+        "Peers dropped for not announcing within tracker.peer_lifetime.",
+        |f, out| out(&[], f.counters.expired_peers),
+    );
+    e.per_shard(
+        g,
+        "shoal_expired_torrents_total",
+        "counter",
+        "Torrents dropped when their last peer expired.",
+        |f, out| out(&[], f.counters.expired_torrents),
+    );
+    e.family(
+        "shoal_expiry_sweep_duration_seconds",
+        "histogram",
+        "Time spent in one expiry slice (every 100 ms per shard).",
+    );
+    for (id, s) in g.shards.iter().enumerate() {
+        let c = &s.figures.counters;
+        let shard = id.to_string();
+        e.histogram(
+            "shoal_expiry_sweep_duration_seconds",
+            &[("shard", &shard)],
+            &SWEEP_BUCKETS,
+            Buckets {
+                cumulative: c.sweep_cumulative(),
+                count: c.sweep_count,
+                sum: c.sweep_seconds,
+            },
+        );
+    }
+    if g.latency_histograms {
+        e.family(
+            "shoal_request_duration_seconds",
+            "histogram",
+            "From reading a request to handing its answer to the kernel.",
+        );
+        for (id, s) in g.shards.iter().enumerate() {
+            let shard = id.to_string();
+            for series in s.figures.latency.iter().flat_map(|l| &l.series) {
+                let (cumulative, count) = series.cumulative();
+                e.histogram(
+                    "shoal_request_duration_seconds",
+                    &[
+                        ("shard", &shard),
+                        ("protocol", series.protocol),
+                        ("action", series.action),
+                    ],
+                    &BUCKETS,
+                    Buckets {
+                        cumulative,
+                        count,
+                        sum: series.sum_seconds(),
+                    },
+                );
+            }
+        }
+    }
+    for (name, kind, help, value) in [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            process.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            process.resident_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            process.virtual_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            process.open_fds as f64,
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "The limit on open file descriptors.",
+            process.max_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            process.start_time_seconds,
+        ),
+    ] {
+        e.family(name, kind, help);
+        e.sample(name, &[], value);
+    }
+    e.text
+}
