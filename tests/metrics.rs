@@ -307,6 +307,8 @@ fn counters_match_the_traffic_and_stats_agree() {
     assert_eq!(per_shard, 35);
     assert_eq!(stats["shards_up"], 2);
 
+    dashboards_use_only_exported_metrics(&after.text);
+
     assert_eq!(get(t.metrics, "/health"), (200, "ok\n".to_string()));
     assert_eq!(get(t.metrics, "/elsewhere").0, 404);
     assert_eq!(t.stop().code(), Some(0));
@@ -377,4 +379,43 @@ fn health_is_503_while_a_shard_is_stalled() {
     running.join().unwrap();
     // The listener is gone with the server.
     assert!(TcpStream::connect(metrics).is_err());
+}
+
+/// Every metric the Grafana dashboard and the alert rules in dist/ query
+/// is one Shoal exports (a renamed metric would leave a panel empty).
+fn dashboards_use_only_exported_metrics(exposition: &str) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.len() >= 10);
+    queries.push(std::fs::read_to_string(format!("{dir}alerts.yml")).unwrap());
+    let exported: std::collections::HashSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for query in &queries {
+        let names = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("shoal_") || w.starts_with("process_"));
+        for name in names {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(family),
+                "{name} (in `{query}`) is not exported"
+            );
+        }
+    }
 }
