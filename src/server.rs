@@ -95,6 +95,7 @@ impl Server {
             }
         }
 
+        heartbeat::install()?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(Registry::new(
             shards,
@@ -112,7 +113,6 @@ impl Server {
             )?)
         };
         let metrics_addrs = metrics.as_ref().map_or(Vec::new(), |m| m.addrs.clone());
-        heartbeat::install()?;
         let threads = Arc::new(heartbeat::ShardThreads::new(shards));
         let common = Arc::new(Common {
             threads: threads.clone(),
@@ -162,7 +162,16 @@ impl Server {
                 }
             }
         }
-        let heartbeat = heartbeat::spawn(threads, shutdown.clone())?;
+        let heartbeat = match heartbeat::spawn(threads, shutdown.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                shutdown.store(true, Ordering::Relaxed);
+                if let Some(m) = metrics {
+                    m.join();
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, metrics = ?metrics_addrs, "Shoal is serving");
         Ok(Running {
             executors,

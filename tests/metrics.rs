@@ -375,6 +375,24 @@ fn health_is_503_while_a_shard_is_stalled() {
         c.recv().is_some(),
         "the stalled announce is answered after all"
     );
+
+    // A client trickling its request a byte at a time cannot hold the
+    // listener past the 2 s request deadline.
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(metrics).unwrap();
+        for b in b"GET /metric" {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    assert_eq!(get(metrics, "/health").0, 200);
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_millis(2900), "{waited:?}");
+    trickler.join().unwrap();
     running.shutdown();
     running.join().unwrap();
     // The listener is gone with the server.

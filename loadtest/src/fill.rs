@@ -100,6 +100,10 @@ const MAX_TRIES: u32 = 20;
 
 struct Slot {
     peer: u64,
+    /// Slot index in the low 16 bits, the slot's use count above: an
+    /// answer to an earlier use of the slot (a resent announce answered
+    /// twice) cannot be credited to the peer using it now.
+    tid: u32,
     sent: Instant,
     tries: u32,
 }
@@ -126,19 +130,20 @@ pub fn fill(o: &FillOptions) -> Result<FillReport, Error> {
     let template = AnnounceTemplate::new(0);
     let mut slots: Vec<Option<Slot>> = (0..o.inflight).map(|_| None).collect();
     let mut free: Vec<usize> = (0..o.inflight).rev().collect();
+    let mut uses: Vec<u16> = vec![0; o.inflight];
     let (mut next, mut stored, mut resent, mut errors) = (0u64, 0u64, 0u64, 0u64);
     let mut packet = [0u8; 128];
     let mut answer = [0u8; 2048];
     let started = Instant::now();
 
-    let send = |slot: usize, peer: u64, connection_id: [u8; 8], packet: &mut [u8]| {
+    let send = |tid: u32, peer: u64, connection_id: [u8; 8], packet: &mut [u8]| {
         let t = (peer / o.peers_per_torrent as u64) as u32;
         let j = (peer % o.peers_per_torrent as u64) as u32;
         let len = template.write(
             packet,
             &AnnounceFields {
                 connection_id,
-                tid: slot as u32,
+                tid,
                 info_hash: &info_hash(t),
                 peer_id: &peer_id(t, j),
                 left: if j < seeders_per_torrent { 0 } else { 1 << 20 },
@@ -158,9 +163,12 @@ pub fn fill(o: &FillOptions) -> Result<FillReport, Error> {
         }
         while next < total {
             let Some(slot) = free.pop() else { break };
-            send(slot, next, connection_id, &mut packet);
+            uses[slot] = uses[slot].wrapping_add(1);
+            let tid = (uses[slot] as u32) << 16 | slot as u32;
+            send(tid, next, connection_id, &mut packet);
             slots[slot] = Some(Slot {
                 peer: next,
+                tid,
                 sent: Instant::now(),
                 tries: 1,
             });
@@ -172,9 +180,9 @@ pub fn fill(o: &FillOptions) -> Result<FillReport, Error> {
                     errors += 1;
                     continue;
                 };
-                let slot = tid as usize;
-                if slot >= slots.len() || slots[slot].is_none() {
-                    continue; // a late answer to a resent announce
+                let slot = (tid & 0xFFFF) as usize;
+                if slots.get(slot).and_then(|s| s.as_ref()).map(|s| s.tid) != Some(tid) {
+                    continue; // a late answer to a resent or earlier announce
                 }
                 match action {
                     ACTION_ANNOUNCE if n >= 20 => {
@@ -200,7 +208,7 @@ pub fn fill(o: &FillOptions) -> Result<FillReport, Error> {
             Err(e) => return Err(Error::Io("receiving".into(), e)),
         }
         let now = Instant::now();
-        for (i, s) in slots.iter_mut().enumerate() {
+        for s in slots.iter_mut() {
             let Some(s) = s else { continue };
             if now.duration_since(s.sent) < o.timeout {
                 continue;
@@ -214,7 +222,7 @@ pub fn fill(o: &FillOptions) -> Result<FillReport, Error> {
             s.tries += 1;
             s.sent = now;
             resent += 1;
-            send(i, s.peer, connection_id, &mut packet);
+            send(s.tid, s.peer, connection_id, &mut packet);
         }
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -213,8 +213,9 @@ pub fn check_response(
                 }
                 n += 1;
             }
-            // Repeated hashes may merge, so fewer entries are fine.
-            if n > scrape_n {
+            // Repeated hashes may merge, so fewer entries are fine; none at
+            // all is a tracker that ignores scrapes.
+            if n > scrape_n || (n == 0 && scrape_n > 0) {
                 return Err(ErrorKind::BadLength);
             }
             Ok(Checked::Scrape { files: n })
@@ -420,6 +421,11 @@ mod tests {
         assert_eq!(
             check_response(s, 200, b"d5:filesd3:abcdeee", 0, 1),
             Err(ErrorKind::MissingField)
+        );
+        // An empty `files` for a scrape that named hashes: not answered.
+        assert_eq!(
+            check_response(s, 200, b"d5:filesdee", 0, 2),
+            Err(ErrorKind::BadLength)
         );
     }
 }

@@ -401,14 +401,15 @@ impl Config {
                 "metrics.listen: {clash} is also in http.listen; give the metrics their own port"
             ));
         }
-        // The shards publish every 100 ms: a shorter deadline would report
+        // Shards publish on their 100 ms tick, which a busy shard serves
+        // within runtime.preempt_timer: a shorter deadline would report
         // healthy shards down.
-        if m.shard_deadline < Duration::from_millis(200)
-            || m.shard_deadline > Duration::from_secs(60)
-        {
+        let floor = Duration::from_millis(200) + self.runtime.preempt_timer;
+        if m.shard_deadline < floor || m.shard_deadline > Duration::from_secs(60) {
             return Err(format!(
-                "metrics.shard_deadline: {} is outside 200ms..60s",
-                humantime::format_duration(m.shard_deadline)
+                "metrics.shard_deadline: {} is outside {}..60s (at least 200ms + runtime.preempt_timer)",
+                humantime::format_duration(m.shard_deadline),
+                humantime::format_duration(floor)
             ));
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MAX_REQUEST: usize = 8 << 10;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,12 +50,19 @@ impl Endpoint {
                 registry: registry.clone(),
                 shard_deadline,
             };
-            let shutdown = shutdown.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("shoal-metrics".into())
-                    .spawn(move || server.serve(listener, &shutdown))?,
-            );
+            let stop = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name("shoal-metrics".into())
+                .spawn(move || server.serve(listener, &stop));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // Stop the listeners already serving: the start fails.
+                    shutdown.store(true, Ordering::Relaxed);
+                    Endpoint { threads, addrs }.join();
+                    return Err(e);
+                }
+            }
         }
         Ok(Endpoint { threads, addrs })
     }
@@ -104,14 +111,21 @@ impl Server {
     }
 
     fn connection(&self, mut stream: TcpStream) -> io::Result<()> {
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        // The whole request must arrive within READ_TIMEOUT, however slowly
+        // it trickles: one client must not hold the listener (and /health).
+        let deadline = Instant::now() + READ_TIMEOUT;
         let mut buf = vec![0u8; MAX_REQUEST];
         let mut filled = 0;
         let answer = loop {
             if filled == buf.len() {
                 break Answer::text(431, "request too large\n");
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            stream.set_read_timeout(Some(left))?;
             let n = stream.read(&mut buf[filled..])?;
             if n == 0 {
                 return Ok(());
