@@ -308,6 +308,7 @@ fn counters_match_the_traffic_and_stats_agree() {
     assert_eq!(stats["shards_up"], 2);
 
     dashboards_use_only_exported_metrics(&after.text);
+    bad_requests_get_errors_and_the_endpoint_keeps_serving(t.metrics);
 
     assert_eq!(get(t.metrics, "/health"), (200, "ok\n".to_string()));
     assert_eq!(get(t.metrics, "/elsewhere").0, 404);
@@ -436,4 +437,32 @@ fn dashboards_use_only_exported_metrics(exposition: &str) {
             );
         }
     }
+}
+
+/// Garbage, oversized and non-GET requests to the metrics listener get an
+/// error status, and it goes on serving.
+fn bad_requests_get_errors_and_the_endpoint_keeps_serving(addr: SocketAddr) {
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    assert!(raw(b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(raw(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").starts_with("HTTP/1.1 405"));
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+    huge.resize(20_000, b'a');
+    assert!(raw(&huge).starts_with("HTTP/1.1 431"));
+    let head = raw(b"HEAD /health HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    // A client that connects and says nothing is dropped, not waited on.
+    let silent = TcpStream::connect(addr).unwrap();
+    assert_eq!(get(addr, "/health").0, 200);
+    drop(silent);
+    assert_eq!(get(addr, "/metrics?x=1").0, 200);
 }
