@@ -206,6 +206,19 @@ mod tests {
         }
     }
 
+    /// A scrape of `n` hashes, and an answer (tid 5) with `entries` entries.
+    fn scrape_case(n: usize, entries: usize) -> (Vec<u8>, Expect) {
+        let mut s = vec![0, 0, 0, 2, 0, 0, 0, 5];
+        s.resize(8 + 12 * entries, 0);
+        let e = Expect {
+            kind: RequestKind::Scrape,
+            scrape_n: n,
+            numwant: 0,
+            ipv6: false,
+        };
+        (s, e)
+    }
+
     fn announce_reply(tid: u32, peers: usize, size: usize) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
@@ -274,14 +287,7 @@ mod tests {
             check_response(&announce_reply(5, 2, 18), &announce_expect(2, true)),
             Ok(Checked::Announce { peers: 2 })
         );
-        let mut s = vec![0, 0, 0, 2, 0, 0, 0, 5];
-        s.resize(8 + 12 * 3, 0);
-        let e = Expect {
-            kind: RequestKind::Scrape,
-            scrape_n: 3,
-            numwant: 0,
-            ipv6: false,
-        };
+        let (s, e) = scrape_case(3, 3);
         assert_eq!(check_response(&s, &e), Ok(Checked::Scrape));
     }
 
@@ -302,14 +308,7 @@ mod tests {
             check_response(&[0, 0, 0, 1, 0, 0, 0, 5, 1, 2], &announce_expect(5, false)),
             Err(ErrorKind::Truncated)
         );
-        let mut s = vec![0, 0, 0, 2, 0, 0, 0, 5];
-        s.resize(8 + 12 * 2, 0);
-        let e = Expect {
-            kind: RequestKind::Scrape,
-            scrape_n: 3,
-            numwant: 0,
-            ipv6: false,
-        };
+        let (s, e) = scrape_case(3, 2);
         assert_eq!(check_response(&s, &e), Err(ErrorKind::Truncated));
         // A peer list cut mid-entry.
         let mut a = announce_reply(5, 3, 6);
