@@ -197,6 +197,15 @@ impl TidCodec {
 mod tests {
     use super::*;
 
+    fn connect_expect() -> Expect {
+        Expect {
+            kind: RequestKind::Connect,
+            scrape_n: 0,
+            numwant: 0,
+            ipv6: false,
+        }
+    }
+
     fn announce_expect(numwant: u32, ipv6: bool) -> Expect {
         Expect {
             kind: RequestKind::Announce,
@@ -267,12 +276,7 @@ mod tests {
     fn accepts_good_responses() {
         let mut c = vec![0, 0, 0, 0, 0, 0, 0, 5];
         c.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        let e = Expect {
-            kind: RequestKind::Connect,
-            scrape_n: 0,
-            numwant: 0,
-            ipv6: false,
-        };
+        let e = connect_expect();
         assert_eq!(
             check_response(&c, &e),
             Ok(Checked::Connect {
@@ -294,12 +298,7 @@ mod tests {
     #[test]
     fn catches_truncated_answers() {
         assert_eq!(response_header(&[0, 0, 0, 1, 0, 0]), None);
-        let e = Expect {
-            kind: RequestKind::Connect,
-            scrape_n: 0,
-            numwant: 0,
-            ipv6: false,
-        };
+        let e = connect_expect();
         assert_eq!(
             check_response(&[0, 0, 0, 0, 0, 0, 0, 5, 1, 2], &e),
             Err(ErrorKind::Truncated)

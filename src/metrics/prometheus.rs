@@ -3,7 +3,7 @@
 //! process's figures under the standard `process_*` names.
 
 use super::counters::{
-    CounterFigures, ACTIONS, FAMILIES, FORWARDED, OUTCOMES, PROTOCOLS, SWEEP_BUCKETS, UDP_DROPS,
+    ACTIONS, FAMILIES, FORWARDED, OUTCOMES, PROTOCOLS, SWEEP_BUCKETS, UDP_DROPS,
 };
 use super::latency::BUCKETS;
 use super::process::Process;
@@ -87,10 +87,6 @@ pub(super) fn served_pairs() -> impl Iterator<Item = (usize, usize)> {
         .filter(|&(p, a)| !(PROTOCOLS[p] == "http" && ACTIONS[a] == "connect"))
 }
 
-fn counters(f: &ShardFigures) -> &CounterFigures {
-    &f.counters
-}
-
 pub fn render(g: &Gathered, process: &Process) -> String {
     let mut e = Exposition {
         text: String::with_capacity(16 << 10),
@@ -122,7 +118,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
                         ("action", ACTIONS[a]),
                         ("family", *family),
                     ];
-                    out(&labels, counters(f).requests(p, a, fam));
+                    out(&labels, f.counters.requests(p, a, fam));
                 }
             }
         },
@@ -142,7 +138,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
                             ("family", *family),
                             ("result", *outcome),
                         ];
-                        out(&labels, counters(f).responses(p, a, fam, o));
+                        out(&labels, f.counters.responses(p, a, fam, o));
                     }
                 }
             }
