@@ -10,6 +10,8 @@ use super::{Clock, Shard};
 use crate::config::HttpConfig;
 use crate::metrics::counters::{Action, Family, Outcome};
 use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
+use crate::net::poller::Poller;
+use crate::net::stream::{Deadline, Listener, Stream};
 use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
 use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
 use crate::protocol::http::head::{parse_head, HeadError};
@@ -18,10 +20,9 @@ use crate::protocol::http::route::{Route, Routes};
 use crate::request::{Client, InfoHash};
 use crate::swarm::peer_list::PeerMeta;
 use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use socket2::Socket;
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,9 @@ pub(crate) enum HttpReply {
 
 /// A shard's HTTP state.
 pub(crate) struct HttpSide {
-    pub listeners: Vec<TcpListener>,
+    /// Readiness of the listeners and connections (see `net::poller`).
+    pub poller: Rc<Poller>,
+    pub listeners: Vec<Listener>,
     routes: Routes,
     trusted: Vec<Cidr>,
     real_ip_header: Option<String>,
@@ -49,8 +52,14 @@ pub(crate) struct HttpSide {
 }
 
 impl HttpSide {
-    pub fn new(config: &HttpConfig, trusted: Vec<Cidr>, listeners: Vec<TcpListener>) -> Self {
+    pub fn new(
+        config: &HttpConfig,
+        trusted: Vec<Cidr>,
+        poller: Rc<Poller>,
+        listeners: Vec<Listener>,
+    ) -> Self {
         Self {
+            poller,
             listeners,
             routes: Routes::new(&config.announce_routes, &config.scrape_routes)
                 .expect("routes were validated with the config"),
@@ -98,18 +107,13 @@ const BIG_BUFFER: usize = 4096;
 /// Accepts connections on one listener until the shard stops.
 pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
     loop {
-        let stream = match shard.http.listeners[listener].accept().await {
-            Ok(stream) => stream,
+        let (socket, peer) = match shard.http.listeners[listener].accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of
                 // spinning. Anything else (a connection aborted before it
                 // was accepted) concerns that connection only.
-                let io = match &e {
-                    glommio::GlommioError::IoError(io) => Some(io),
-                    glommio::GlommioError::EnhancedIoError { source, .. } => Some(source),
-                    _ => None,
-                };
-                let starved = io.and_then(|io| io.raw_os_error()).is_some_and(|code| {
+                let starved = e.raw_os_error().is_some_and(|code| {
                     matches!(
                         code,
                         libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
@@ -131,7 +135,7 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         }
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
-        glommio::spawn_local(serve_connection(shard.clone(), stream)).detach();
+        glommio::spawn_local(serve_connection(shard.clone(), socket, peer)).detach();
     }
 }
 
@@ -156,14 +160,14 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|p| start + p)
 }
 
-async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
     let _slot = ConnectionSlot(shard.clone());
     let http = &shard.http;
-    let Ok(peer) = stream.peer_addr().map(|a| normalize(a.ip())) else {
+    let peer = normalize(peer.ip());
+    let _ = socket.set_nodelay(true);
+    let Ok(stream) = Stream::new(socket, &http.poller) else {
         return;
     };
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(http.write_timeout));
     let mut buf = vec![0u8; http.max_request_size];
     let mut filled = 0;
     let mut out: Vec<u8> = Vec::with_capacity(SMALL_BUFFER);
@@ -172,17 +176,15 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
     loop {
         // Read until a whole head is buffered.
         let mut scanned = 0;
-        let mut idle = true;
-        let _ = stream.set_read_timeout(Some(http.idle_timeout));
         // The whole head must arrive within the read timeout, however
-        // slowly it trickles (glommio's timeout covers one read only).
-        let mut deadline = (filled > 0).then(|| Instant::now() + http.read_timeout);
+        // slowly it trickles; between requests the idle timeout applies.
+        let mut deadline = None;
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
                 shard.http_refused(peer);
                 refuse(
-                    &mut stream,
+                    &stream,
                     &mut out,
                     Status::TooLarge,
                     b"d14:failure reason17:request too largee",
@@ -190,21 +192,12 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 .await;
                 return;
             }
-            // Between requests the idle timeout applies; within one, what
-            // is left of the request's deadline.
-            if filled > 0 {
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + http.read_timeout);
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return;
-                }
-                let _ = stream.set_read_timeout(Some(left));
-                idle = false;
-            } else if !idle {
-                let _ = stream.set_read_timeout(Some(http.idle_timeout));
-                idle = true;
-            }
-            match stream.read(&mut buf[filled..]).await {
+            let wait = if filled == 0 {
+                Deadline::After(http.idle_timeout)
+            } else {
+                Deadline::At(*deadline.get_or_insert_with(|| Instant::now() + http.read_timeout))
+            };
+            match stream.read(&mut buf[filled..], wait).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => filled += n,
             }
@@ -214,7 +207,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
                 shard.http_refused(peer);
                 refuse(
-                    &mut stream,
+                    &stream,
                     &mut out,
                     Status::BadRequest,
                     b"d14:failure reason15:malformed HTTPe",
@@ -226,7 +219,7 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         if head.method != "GET" {
             shard.http_refused(peer);
             refuse(
-                &mut stream,
+                &stream,
                 &mut out,
                 Status::MethodNotAllowed,
                 b"d14:failure reason18:only GET is servede",
@@ -270,9 +263,16 @@ async fn serve_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         shard
             .counters
             .served(Protocol::Http, action, Family::of(client), outcome);
-        if respond(&mut stream, &mut out, status, &body, keep_alive)
-            .await
-            .is_err()
+        if respond(
+            &stream,
+            &mut out,
+            status,
+            &body,
+            keep_alive,
+            http.write_timeout,
+        )
+        .await
+        .is_err()
         {
             return;
         }
@@ -316,15 +316,18 @@ impl Shard {
 /// what the client still sends is read (briefly, boundedly) before the
 /// close, so the kernel does not reset the connection over unread bytes
 /// and throw the answer away.
-async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, status: Status, body: &[u8]) {
-    if respond(stream, out, status, body, false).await.is_err() {
+async fn refuse(stream: &Stream, out: &mut Vec<u8>, status: Status, body: &[u8]) {
+    if respond(stream, out, status, body, false, LINGER)
+        .await
+        .is_err()
+    {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
-    let _ = stream.set_read_timeout(Some(LINGER));
+    let _ = stream.shutdown_write();
+    let until = Deadline::At(Instant::now() + LINGER);
     let mut sink = [0u8; 1024];
     for _ in 0..LINGER_READS {
-        match stream.read(&mut sink).await {
+        match stream.read(&mut sink, until).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -337,11 +340,12 @@ const LINGER_READS: usize = 64;
 
 /// One write per response: head and body together.
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &Stream,
     out: &mut Vec<u8>,
     status: Status,
     body: &[u8],
     keep_alive: bool,
+    timeout: Duration,
 ) -> std::io::Result<()> {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -354,7 +358,7 @@ async fn respond(
         b"\r\nConnection: close\r\n\r\n".as_slice()
     });
     out.extend_from_slice(body);
-    stream.write_all(out).await
+    stream.write_all(out, timeout).await
 }
 
 /// Sampled peers in wire format (and their ids for dictionary answers).

@@ -16,13 +16,14 @@ use crate::metrics::counters::{Counters, Forwarded};
 use crate::metrics::latency::Latency;
 use crate::metrics::{Registry, ShardFigures};
 use crate::middleware::{HookFactory, Pipeline};
+use crate::net::poller::Poller;
+use crate::net::stream::Listener;
 use crate::protocol::connection_id::ConnectionIdKey;
 use crate::swarm::Swarms;
 use glommio::channels::shared_channel::ConnectedSender;
 use mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
 use owner::Owner;
 use std::cell::RefCell;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -183,6 +184,7 @@ impl Shard {
         drop(swarms);
         self.counters
             .sweep(clock.now.elapsed(), done.peers, done.torrents);
+        self.http.poller.expire(clock.now);
         if let Some(generation) = self.common.metrics.wanted(self.id) {
             self.common
                 .metrics
@@ -276,15 +278,11 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let trusted = config
         .trusted_proxies()
         .expect("trusted proxies were validated with the config");
+    let poller = Poller::new(plan.id).expect("an epoll set and its park thread for the shard");
     let listeners = plan
         .http_listeners
         .into_iter()
-        .map(|socket| {
-            let fd = socket.into_raw_fd();
-            // SAFETY: `fd` is a listening TCP socket whose ownership we
-            // just took; glommio's listener now owns and closes it.
-            unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
-        })
+        .map(|socket| Listener::new(socket, &poller).expect("registering an HTTP listener"))
         .collect();
     let mut seed = [0u8; 8];
     getrandom::getrandom(&mut seed).expect("the OS random source failed");
@@ -303,7 +301,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
         reply_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
         scrapes: RefCell::new(Default::default()),
         mesh_send,
-        http: http::HttpSide::new(&config.http, trusted, listeners),
+        http: http::HttpSide::new(&config.http, trusted, poller, listeners),
         http_waiters: Default::default(),
         flush_notify: Default::default(),
         common: common.clone(),
@@ -323,6 +321,11 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
         )));
     }
     tasks.push(glommio::spawn_local(http::flusher(shard.clone())));
+    if !shard.http.listeners.is_empty() {
+        tasks.push(glommio::spawn_local(crate::net::poller::drive(
+            shard.http.poller.clone(),
+        )));
+    }
     for rx in links.forward_from {
         tasks.push(glommio::spawn_local(forward::serve_forwarded(
             shard.clone(),
