@@ -12,7 +12,7 @@
 //! Single-threaded by design (`Rc`, `Cell`): a shard's sockets are served
 //! by its own executor only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -37,6 +37,9 @@ pub struct Poller {
     /// Started on the first park: a shard without HTTP never needs it.
     park: RefCell<Option<Park>>,
     shard: usize,
+    /// The time of the last [`Poller::expire`]: deadlines counted from it
+    /// cost no clock read per request, and are at most a tick short.
+    coarse_now: Cell<Instant>,
 }
 
 #[derive(Default)]
@@ -83,6 +86,7 @@ impl Poller {
             ]),
             park: RefCell::new(None),
             shard,
+            coarse_now: Cell::new(Instant::now()),
         }))
     }
 
@@ -175,6 +179,7 @@ impl Poller {
     /// Called from the shard's housekeeping tick, so deadlines are as
     /// precise as that tick.
     pub fn expire(&self, now: Instant) {
+        self.coarse_now.set(now);
         for slot in &mut self.slots.borrow_mut().slots {
             if slot.deadline.is_some_and(|d| d <= now) {
                 slot.deadline = None;
@@ -266,6 +271,11 @@ enum Direction {
 }
 
 impl Registration {
+    /// The poller's clock, as of its last expiry sweep.
+    pub fn coarse_now(&self) -> Instant {
+        self.poller.coarse_now.get()
+    }
+
     pub fn is_readable(&self) -> bool {
         self.with(|s| s.readable)
     }

@@ -13,18 +13,10 @@ use std::time::{Duration, Instant};
 /// How long a read may wait for data.
 #[derive(Clone, Copy, Debug)]
 pub enum Deadline {
-    /// From when the wait starts (read only if it must wait).
+    /// From when the wait starts, by the poller's coarse clock (so up to
+    /// one housekeeping tick early, and no clock read per request).
     After(Duration),
     At(Instant),
-}
-
-impl Deadline {
-    fn at(self) -> Instant {
-        match self {
-            Deadline::After(d) => Instant::now() + d,
-            Deadline::At(t) => t,
-        }
-    }
 }
 
 /// A listening socket registered with a poller.
@@ -136,7 +128,10 @@ impl Stream {
                     _ => return Err(e),
                 }
             }
-            let until = *until.get_or_insert_with(|| deadline.at());
+            let until = *until.get_or_insert_with(|| match deadline {
+                Deadline::After(d) => self.registration.coarse_now() + d,
+                Deadline::At(t) => t,
+            });
             if self.registration.readable(Some(until)).await == Wait::TimedOut {
                 return Err(io::ErrorKind::TimedOut.into());
             }
@@ -180,5 +175,229 @@ impl Stream {
     /// No more writes: the peer reads end-of-file after what was sent.
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.socket.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::poller::{drive, Poller};
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+    use std::thread;
+
+    /// Runs `test` on a glommio executor with a poller being driven and a
+    /// listener on loopback, whose address it gets; at most 20 s.
+    fn with_listener<F, Fut>(test: F)
+    where
+        F: FnOnce(Rc<Poller>, Listener, SocketAddr) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 << 10)
+            .spawn(move || async move {
+                let poller = Poller::new(0).unwrap();
+                let socket = crate::net::tcp::bind_group("127.0.0.1:0".parse().unwrap(), 1)
+                    .unwrap()
+                    .pop()
+                    .unwrap();
+                let addr = socket.local_addr().unwrap().as_socket().unwrap();
+                let listener = Listener::new(socket, &poller).unwrap();
+                let driver = glommio::spawn_local(drive(poller.clone()));
+                // A lost wake-up must fail the test, not hang it.
+                glommio::timer::timeout(Duration::from_secs(20), async {
+                    test(poller, listener, addr).await;
+                    Ok(())
+                })
+                .await
+                .expect("the test hung");
+                driver.cancel().await;
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// How many threads of this process are named `name`.
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    #[test]
+    fn a_read_waits_for_data_sent_after_the_shard_parked() {
+        with_listener(|poller, listener, addr| async move {
+            let client = thread::spawn(move || {
+                let mut c = StdStream::connect(addr).unwrap();
+                // Long enough for the driver to run out of idle passes
+                // and park on the helper thread.
+                thread::sleep(Duration::from_millis(150));
+                c.write_all(b"first").unwrap();
+                let mut echo = [0u8; 5];
+                c.read_exact(&mut echo).unwrap();
+                thread::sleep(Duration::from_millis(150));
+                c.write_all(b"second").unwrap();
+                c
+            });
+            let (socket, peer) = listener.accept().await.unwrap();
+            assert!(peer.ip().is_loopback());
+            let stream = Stream::new(socket, &poller).unwrap();
+            let mut buf = [0u8; 64];
+            let n = stream
+                .read(&mut buf, Deadline::After(Duration::from_secs(5)))
+                .await
+                .unwrap();
+            assert_eq!(&buf[..n], b"first");
+            stream
+                .write_all(&buf[..n], Duration::from_secs(5))
+                .await
+                .unwrap();
+            let n = stream
+                .read(&mut buf, Deadline::After(Duration::from_secs(5)))
+                .await
+                .unwrap();
+            assert_eq!(&buf[..n], b"second");
+            let c = client.join().unwrap();
+            drop(c);
+            // The peer closed: end of file.
+            let n = stream
+                .read(&mut buf, Deadline::After(Duration::from_secs(5)))
+                .await
+                .unwrap();
+            assert_eq!(n, 0);
+        });
+    }
+
+    #[test]
+    fn a_wait_past_its_deadline_times_out_at_the_next_sweep() {
+        with_listener(|poller, listener, addr| async move {
+            let client = thread::spawn(move || {
+                let c = StdStream::connect(addr).unwrap();
+                thread::sleep(Duration::from_millis(400));
+                c
+            });
+            let (socket, _) = listener.accept().await.unwrap();
+            let stream = Rc::new(Stream::new(socket, &poller).unwrap());
+            let reader = stream.clone();
+            let done = Rc::new(std::cell::Cell::new(false));
+            let finished = done.clone();
+            let read = glommio::spawn_local(async move {
+                let mut buf = [0u8; 8];
+                let r = reader
+                    .read(
+                        &mut buf,
+                        Deadline::At(Instant::now() + Duration::from_millis(50)),
+                    )
+                    .await;
+                finished.set(true);
+                r
+            });
+            // Before the deadline a sweep leaves the wait alone.
+            poller.expire(Instant::now());
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert!(!done.get(), "a wait ended without a sweep");
+            poller.expire(Instant::now());
+            let err = read.await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+            client.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_write_to_a_full_socket_waits_for_room_then_finishes() {
+        with_listener(|poller, listener, addr| async move {
+            const TOTAL: usize = 8 << 20;
+            let client = thread::spawn(move || {
+                let mut c = StdStream::connect(addr).unwrap();
+                // Let the writer fill both socket buffers first.
+                thread::sleep(Duration::from_millis(200));
+                let mut got = 0;
+                let mut buf = vec![0u8; 1 << 16];
+                while got < TOTAL {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0, "closed after {got} bytes");
+                    assert!(buf[..n].iter().all(|&b| b == 7));
+                    got += n;
+                }
+                got
+            });
+            let (socket, _) = listener.accept().await.unwrap();
+            let stream = Stream::new(socket, &poller).unwrap();
+            let data = vec![7u8; TOTAL];
+            stream
+                .write_all(&data, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(client.join().unwrap(), TOTAL);
+        });
+    }
+
+    #[test]
+    fn a_write_nobody_reads_times_out() {
+        with_listener(|poller, listener, addr| async move {
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let client = thread::spawn(move || {
+                let c = StdStream::connect(addr).unwrap();
+                let _ = stopped.recv();
+                c
+            });
+            let (socket, _) = listener.accept().await.unwrap();
+            let stream = Rc::new(Stream::new(socket, &poller).unwrap());
+            let writer = stream.clone();
+            let done = Rc::new(std::cell::Cell::new(false));
+            let finished = done.clone();
+            let write = glommio::spawn_local(async move {
+                let r = writer
+                    .write_all(&vec![1u8; 64 << 20], Duration::from_millis(50))
+                    .await;
+                finished.set(true);
+                r
+            });
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert!(!done.get(), "a blocked write ended without a sweep");
+            poller.expire(Instant::now());
+            assert_eq!(write.await.unwrap_err().kind(), io::ErrorKind::TimedOut);
+            stop.send(()).unwrap();
+            client.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn the_park_thread_ends_with_its_poller() {
+        // A shard number no other test uses names this test's thread.
+        const NAME: &str = "shoal-park-4242";
+        let (tx, rx) = std::sync::mpsc::channel();
+        let executor = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 << 10)
+            .spawn(move || async move {
+                let poller = Poller::new(4242).unwrap();
+                let driver = glommio::spawn_local(drive(poller.clone()));
+                // Idle: the driver parks, which starts the helper.
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                tx.send(()).unwrap();
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                driver.cancel().await;
+            })
+            .unwrap();
+        rx.recv().unwrap();
+        assert_eq!(
+            threads_named(NAME),
+            1,
+            "an idle driver parks on a helper thread"
+        );
+        executor.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while threads_named(NAME) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            threads_named(NAME),
+            0,
+            "the park thread outlived its poller"
+        );
     }
 }
