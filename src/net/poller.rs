@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
@@ -354,23 +354,39 @@ impl Drop for Registration {
 
 /// The way an idle shard sleeps until its epoll set has news. glommio can
 /// await a socket but not an epoll descriptor, so a helper thread does the
-/// watching: the shard writes "arm" on a socket pair and awaits the reply
-/// on its io_uring; the helper, asleep in poll(2) on the epoll descriptor
-/// (which does not take the events), replies when it becomes readable.
+/// watching, asleep on a second epoll set ("outer") that holds the shard's
+/// set one-shot. To park, the shard re-arms that entry (one `epoll_ctl`,
+/// no thread woken) and awaits a byte on a socket pair through its
+/// io_uring; the helper writes the byte when the shard's set has news.
 /// The helper ends when the shard's end of the pair closes.
 struct Park {
     shard_end: glommio::net::UnixStream,
-    shard_fd: RawFd,
+    outer: OwnedFd,
+    inner: RawFd,
 }
 
+/// Outer-set entries: the shard's epoll set, and the helper's end of the
+/// pair (readable only once the shard's end is gone).
+const INNER: u64 = 0;
+const PAIR: u64 = 1;
+
 impl Park {
-    fn start(shard: usize, epoll: &OwnedFd) -> io::Result<Self> {
+    fn start(shard: usize, inner: &OwnedFd) -> io::Result<Self> {
         let (shard_end, helper_end) = UnixStream::pair()?;
-        let epoll = epoll.try_clone()?;
+        // SAFETY: epoll_create1 takes no pointers; a valid result is a new
+        // descriptor that nothing else owns.
+        let outer = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        epoll_add(&outer, inner.as_raw_fd(), one_shot_in(), INNER)?;
+        epoll_add(
+            &outer,
+            helper_end.as_raw_fd(),
+            libc::EPOLLIN | libc::EPOLLRDHUP,
+            PAIR,
+        )?;
+        let watched = outer.try_clone()?;
         std::thread::Builder::new()
             .name(format!("shoal-park-{shard}"))
-            .spawn(move || watch(helper_end, epoll))?;
-        let shard_fd = shard_end.as_raw_fd();
+            .spawn(move || watch(helper_end, watched))?;
         // SAFETY: the descriptor comes from a socket pair we own and hand
         // over whole; glommio's stream now owns and closes it.
         let shard_end = unsafe {
@@ -378,68 +394,70 @@ impl Park {
         };
         Ok(Self {
             shard_end,
-            shard_fd,
+            outer,
+            inner: inner.as_raw_fd(),
         })
     }
 
     async fn wait(&mut self) {
         use futures_lite::AsyncReadExt;
-        // SAFETY: sends one byte from a static slice on a socket this
-        // shard owns; MSG_DONTWAIT because an executor must not block.
+        let mut event = libc::epoll_event {
+            events: one_shot_in() as u32,
+            u64: INNER,
+        };
+        // Re-arm: if the shard's set already has news, this queues it at
+        // once, so nothing that came in before the park is missed.
+        // SAFETY: `event` is a live local the kernel only reads.
         let armed = unsafe {
-            libc::send(
-                self.shard_fd,
-                b"a".as_ptr().cast(),
-                1,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            libc::epoll_ctl(
+                self.outer.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                self.inner,
+                &mut event,
             )
         };
-        if armed != 1 {
-            // Cannot happen with a live helper (one byte in an empty pair);
-            // if it does, poll again soon rather than sleep forever.
-            glommio::timer::sleep(PARK_FALLBACK).await;
-            return;
-        }
-        // Several stale replies (after a cancelled wait) are read at once.
-        let mut reply = [0u8; 64];
-        if self.shard_end.read(&mut reply).await.is_err() {
+        // Each wake-up is one byte; more than one (a wake-up for a park
+        // that was cut short) is read at once.
+        let mut wakeups = [0u8; 64];
+        if armed < 0 || self.shard_end.read(&mut wakeups).await.is_err() {
+            // Cannot happen with a live helper; if it does, poll again
+            // soon rather than sleep forever.
             glommio::timer::sleep(PARK_FALLBACK).await;
         }
     }
 }
 
-/// The helper thread: for each "arm", waits until the epoll set is
-/// readable and says so.
-fn watch(mut end: UnixStream, epoll: OwnedFd) {
-    let mut request = [0u8; 64];
+fn one_shot_in() -> libc::c_int {
+    libc::EPOLLIN | libc::EPOLLONESHOT
+}
+
+fn epoll_add(epoll: &OwnedFd, fd: RawFd, events: libc::c_int, data: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: events as u32,
+        u64: data,
+    };
+    // SAFETY: `event` is a live local the kernel only reads.
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) })
+        .map(drop)
+}
+
+/// The helper thread: each time the armed shard set has news, one byte.
+fn watch(mut end: UnixStream, outer: OwnedFd) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
     loop {
-        match end.read(&mut request) {
-            Ok(0) | Err(_) => return, // the shard is gone
-            Ok(_) => {}
-        }
-        let mut fds = [
-            libc::pollfd {
-                fd: epoll.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: end.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: `fds` is a live local array of two entries.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break;
+        // SAFETY: the kernel writes at most 2 entries into `events`.
+        let n = unsafe { libc::epoll_wait(outer.as_raw_fd(), events.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
             }
+            return;
         }
-        if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 && fds[0].revents == 0 {
-            return; // the shard closed its end while we waited
+        let events = &events[..n as usize];
+        if events.iter().any(|e| e.u64 == PAIR) {
+            return; // the shard closed its end
         }
-        if end.write_all(b"w").is_err() {
+        if !events.is_empty() && end.write_all(b"w").is_err() {
             return;
         }
     }
