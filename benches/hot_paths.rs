@@ -95,6 +95,9 @@ fn bench_http(c: &mut Criterion) {
     g.bench_function("parse_head", |b| {
         b.iter(|| head::parse_head(black_box(HTTP_REQUEST), None))
     });
+    g.bench_function("head_end", |b| {
+        b.iter(|| head::head_end(black_box(HTTP_REQUEST), 0))
+    });
     let parsed = head::parse_head(HTTP_REQUEST, None).unwrap().unwrap();
     let q = parsed.query.to_vec();
     g.bench_function("parse_announce_query", |b| {

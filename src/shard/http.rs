@@ -14,7 +14,7 @@ use crate::net::poller::Poller;
 use crate::net::stream::{Deadline, Listener, Stream};
 use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
 use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
-use crate::protocol::http::head::{parse_head, HeadError};
+use crate::protocol::http::head::{head_end, parse_head, HeadError};
 use crate::protocol::http::query;
 use crate::protocol::http::route::{Route, Routes};
 use crate::request::{Client, InfoHash};
@@ -147,17 +147,6 @@ impl Drop for ConnectionSlot {
         let c = &self.0.http.connections;
         c.set(c.get() - 1);
     }
-}
-
-/// The end of a request head: a blank line, searched from `from` on.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    let window = buf.get(start..)?;
-    window
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .or_else(|| window.windows(4).position(|w| w == b"\r\n\r\n"))
-        .map(|p| start + p)
 }
 
 async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
@@ -623,23 +612,3 @@ pub(crate) async fn flusher(shard: Rc<Shard>) {
 
 /// How long the flusher waits before retrying a full channel.
 const RETRY_FULL_CHANNEL: Duration = Duration::from_micros(200);
-
-#[cfg(test)]
-mod tests {
-    use super::head_end;
-
-    #[test]
-    fn finds_the_end_of_a_head_incrementally() {
-        let req = b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\nrest";
-        assert_eq!(head_end(req, 0), Some(31));
-        for split in 0..req.len() {
-            let found = head_end(&req[..split], 0);
-            assert_eq!(found.is_some(), split >= 35, "split {split}");
-        }
-        // Resuming from where the last read ended still finds a boundary
-        // split across reads.
-        assert_eq!(head_end(req, 33), Some(31));
-        assert_eq!(head_end(b"GET / HTTP/1.0\n\n", 10), Some(14));
-        assert_eq!(head_end(b"", 5), None);
-    }
-}

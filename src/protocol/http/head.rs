@@ -39,6 +39,24 @@ impl std::fmt::Display for HeadError {
 
 impl std::error::Error for HeadError {}
 
+/// Where the blank line that ends a request head starts, searched for
+/// from `from` on (a few bytes before it, so a terminator split across
+/// reads is found): "\n\n", or "\n\r\n" with the "\r" before it if there
+/// is one. Only says whether a head is complete; [`parse_head`] decides
+/// what it holds. One pass over the newlines only.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let window = buf.get(start..)?;
+    memchr::memchr_iter(b'\n', window).find_map(|i| {
+        let at = start + i;
+        match &buf[at + 1..] {
+            [b'\n', ..] => Some(at),
+            [b'\r', b'\n', ..] => Some(at - usize::from(at > 0 && buf[at - 1] == b'\r')),
+            _ => None,
+        }
+    })
+}
+
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete,
 /// read more (the caller bounds how much it buffers). `real_ip_header`
 /// names the header to report in `real_ip`, case-insensitively.
@@ -165,6 +183,31 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_end_of_a_head_incrementally() {
+        let req = b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        assert_eq!(head_end(req, 0), Some(31));
+        for split in 0..req.len() {
+            let found = head_end(&req[..split], 0);
+            assert_eq!(found.is_some(), split >= 35, "split {split}");
+        }
+        // Resuming from where the last read ended still finds a boundary
+        // split across reads.
+        assert_eq!(head_end(req, 33), Some(31));
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n", 10), Some(14));
+        assert_eq!(head_end(b"", 5), None);
+        // Bare newlines, mixed endings, and a head that is only an end.
+        assert_eq!(head_end(b"GET / HTTP/1.0\nHost: x\n\r\n", 0), Some(22));
+        assert_eq!(head_end(b"\r\n\r\n", 0), Some(0));
+        assert_eq!(head_end(b"\n\n", 0), Some(0));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r", 0), None);
+        // Every complete head is found from every resume point up to its end.
+        for from in 0..=35 {
+            assert_eq!(head_end(req, from), Some(31), "from {from}");
+        }
+    }
 
     const SAMPLE: &[u8] = b"GET /announce?info_hash=%12abc&port=6881 HTTP/1.1\r\n\
         Host: tracker.example.org:6969\r\n\

@@ -181,25 +181,52 @@ fn percent_decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+    match HEX[b as usize] {
+        NOT_HEX => None,
+        v => Some(v),
     }
 }
+
+/// Hex digit values by byte (either case); [`NOT_HEX`] elsewhere. A table,
+/// because infohashes and peer ids are mostly escapes: 40 lookups each.
+const HEX: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
 
 /// `key=value` pairs split on `&`, key and value on the first `=` (no `=`:
 /// an empty value). Empty pairs (`&&`) are skipped.
 fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query
-        .split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut halves = pair.splitn(2, |&b| b == b'=');
-            let key = halves.next().unwrap_or_default();
-            (key, halves.next().unwrap_or_default())
-        })
+    let mut rest = query;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (pair, tail) = match memchr::memchr(b'&', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = tail;
+        if pair.is_empty() {
+            continue;
+        }
+        return Some(match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        });
+    })
 }
 
 fn required_hash(raw: Option<&[u8]>, field: &'static str) -> Result<[u8; 20], QueryError> {
