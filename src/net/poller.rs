@@ -14,9 +14,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -26,7 +25,7 @@ const EVENTS_PER_WAIT: usize = 256;
 /// Empty passes before the shard parks: a few cheap `epoll_wait`s spare a
 /// round trip through the helper thread when requests come back to back.
 const IDLE_PASSES: u32 = 3;
-/// How long a shard naps when it cannot park on the helper thread.
+/// How long a shard naps when it cannot park.
 const PARK_FALLBACK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Edge-triggered readiness for a shard's sockets.
@@ -34,9 +33,8 @@ pub struct Poller {
     epoll: OwnedFd,
     slots: RefCell<Slots>,
     events: RefCell<Vec<libc::epoll_event>>,
-    /// Started on the first park: a shard without HTTP never needs it.
-    park: RefCell<Option<Park>>,
-    shard: usize,
+    /// Passes of the driver (`epoll_wait` calls), for tests.
+    passes: Cell<u64>,
     /// The time of the last [`Poller::expire`]: deadlines counted from it
     /// cost no clock read per request, and are at most a tick short.
     coarse_now: Cell<Instant>,
@@ -70,8 +68,8 @@ pub enum Wait {
 }
 
 impl Poller {
-    /// A new epoll set and its park helper thread, named after `shard`.
-    pub fn new(shard: usize) -> io::Result<Rc<Self>> {
+    /// A new, empty epoll set.
+    pub fn new() -> io::Result<Rc<Self>> {
         // SAFETY: epoll_create1 takes no pointers; a valid result is a new
         // descriptor that nothing else owns.
         let epoll = unsafe { cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC)) }?;
@@ -84,8 +82,7 @@ impl Poller {
                 libc::epoll_event { events: 0, u64: 0 };
                 EVENTS_PER_WAIT
             ]),
-            park: RefCell::new(None),
-            shard,
+            passes: Cell::new(0),
             coarse_now: Cell::new(Instant::now()),
         }))
     }
@@ -135,6 +132,7 @@ impl Poller {
     /// Takes what is ready from the kernel without waiting and wakes the
     /// tasks waiting on it. Returns how many sockets had news.
     pub fn poll_now(&self) -> usize {
+        self.passes.set(self.passes.get() + 1);
         let mut events = self.events.borrow_mut();
         // SAFETY: the kernel writes at most `events.len()` entries into the
         // buffer, which lives for the call.
@@ -175,6 +173,11 @@ impl Poller {
         n as usize
     }
 
+    /// How many times the set was asked for news so far.
+    pub fn passes(&self) -> u64 {
+        self.passes.get()
+    }
+
     /// Wakes, with [`Wait::TimedOut`], every waiter whose deadline is past.
     /// Called from the shard's housekeeping tick, so deadlines are as
     /// precise as that tick.
@@ -205,25 +208,10 @@ impl Poller {
         s.free.push(index);
     }
 
-    /// Waits until the epoll set has something, on the helper thread.
-    /// The park is taken out while in use (only the driver parks); were
-    /// the wait cancelled, dropping it ends the helper.
+    /// Sleeps until the epoll set has something: an epoll descriptor is
+    /// readable while events wait in it.
     async fn park(&self) {
-        let taken = self.park.borrow_mut().take();
-        let mut park = match taken {
-            Some(park) => park,
-            None => match Park::start(self.shard, &self.epoll) {
-                Ok(park) => park,
-                Err(e) => {
-                    // No thread to watch for us: look again shortly.
-                    tracing::warn!(shard = self.shard, error = %e, "starting the park thread failed");
-                    glommio::timer::sleep(PARK_FALLBACK).await;
-                    return;
-                }
-            },
-        };
-        park.wait().await;
-        *self.park.borrow_mut() = Some(park);
+        readable(&self.epoll).await;
     }
 }
 
@@ -352,115 +340,27 @@ impl Drop for Registration {
     }
 }
 
-/// The way an idle shard sleeps until its epoll set has news. glommio can
-/// await a socket but not an epoll descriptor, so a helper thread does the
-/// watching, asleep on a second epoll set ("outer") that holds the shard's
-/// set one-shot. To park, the shard re-arms that entry (one `epoll_ctl`,
-/// no thread woken) and awaits a byte on a socket pair through its
-/// io_uring; the helper writes the byte when the shard's set has news.
-/// The helper ends when the shard's end of the pair closes.
-struct Park {
-    shard_end: glommio::net::UnixStream,
-    outer: OwnedFd,
-    inner: RawFd,
-}
-
-/// Outer-set entries: the shard's epoll set, and the helper's end of the
-/// pair (readable only once the shard's end is gone).
-const INNER: u64 = 0;
-const PAIR: u64 = 1;
-
-impl Park {
-    fn start(shard: usize, inner: &OwnedFd) -> io::Result<Self> {
-        let (shard_end, helper_end) = UnixStream::pair()?;
-        // SAFETY: epoll_create1 takes no pointers; a valid result is a new
-        // descriptor that nothing else owns.
-        let outer = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        epoll_add(&outer, inner.as_raw_fd(), one_shot_in(), INNER)?;
-        epoll_add(
-            &outer,
-            helper_end.as_raw_fd(),
-            libc::EPOLLIN | libc::EPOLLRDHUP,
-            PAIR,
-        )?;
-        let watched = outer.try_clone()?;
-        std::thread::Builder::new()
-            .name(format!("shoal-park-{shard}"))
-            .spawn(move || watch(helper_end, watched))?;
-        // SAFETY: the descriptor comes from a socket pair we own and hand
-        // over whole; glommio's stream now owns and closes it.
-        let shard_end = unsafe {
-            glommio::net::UnixStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(shard_end))
-        };
-        Ok(Self {
-            shard_end,
-            outer,
-            inner: inner.as_raw_fd(),
-        })
-    }
-
-    async fn wait(&mut self) {
-        use futures_lite::AsyncReadExt;
-        let mut event = libc::epoll_event {
-            events: one_shot_in() as u32,
-            u64: INNER,
-        };
-        // Re-arm: if the shard's set already has news, this queues it at
-        // once, so nothing that came in before the park is missed.
-        // SAFETY: `event` is a live local the kernel only reads.
-        let armed = unsafe {
-            libc::epoll_ctl(
-                self.outer.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                self.inner,
-                &mut event,
-            )
-        };
-        // Each wake-up is one byte; more than one (a wake-up for a park
-        // that was cut short) is read at once.
-        let mut wakeups = [0u8; 64];
-        if armed < 0 || self.shard_end.read(&mut wakeups).await.is_err() {
-            // Cannot happen with a live helper; if it does, poll again
-            // soon rather than sleep forever.
-            glommio::timer::sleep(PARK_FALLBACK).await;
-        }
-    }
-}
-
-fn one_shot_in() -> libc::c_int {
-    libc::EPOLLIN | libc::EPOLLONESHOT
-}
-
-fn epoll_add(epoll: &OwnedFd, fd: RawFd, events: libc::c_int, data: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: events as u32,
-        u64: data,
+/// Waits until `fd` (any pollable descriptor) is readable, through the
+/// executor's io_uring. glommio has no public "poll this descriptor", but
+/// a glommio stream arms exactly that (an io_uring POLL_ADD for POLLIN)
+/// when it is built, and its first read waits for that poll. On a
+/// descriptor that is not a socket the read's recv then fails (ENOTSOCK):
+/// that failure is the wake-up. The test
+/// `an_idle_driver_parks_instead_of_spinning` guards this against glommio
+/// changing under us.
+async fn readable(fd: &OwnedFd) {
+    use futures_lite::AsyncReadExt;
+    let Ok(watched) = fd.try_clone() else {
+        // Out of descriptors: look again shortly rather than spin.
+        glommio::timer::sleep(PARK_FALLBACK).await;
+        return;
     };
-    // SAFETY: `event` is a live local the kernel only reads.
-    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) })
-        .map(drop)
-}
-
-/// The helper thread: each time the armed shard set has news, one byte.
-fn watch(mut end: UnixStream, outer: OwnedFd) {
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
-    loop {
-        // SAFETY: the kernel writes at most 2 entries into `events`.
-        let n = unsafe { libc::epoll_wait(outer.as_raw_fd(), events.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        let events = &events[..n as usize];
-        if events.iter().any(|e| e.u64 == PAIR) {
-            return; // the shard closed its end
-        }
-        if !events.is_empty() && end.write_all(b"w").is_err() {
-            return;
-        }
-    }
+    // SAFETY: `watched` is a descriptor of our own, handed over whole;
+    // the stream closes it when dropped.
+    let mut stream = unsafe {
+        glommio::net::TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(watched))
+    };
+    let _ = stream.read(&mut [0u8; 1]).await;
 }
 
 /// A libc result: -1 means errno.

@@ -278,7 +278,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let trusted = config
         .trusted_proxies()
         .expect("trusted proxies were validated with the config");
-    let poller = Poller::new(plan.id).expect("an epoll set and its park thread for the shard");
+    let poller = Poller::new().expect("an epoll set for the shard");
     let listeners = plan
         .http_listeners
         .into_iter()
