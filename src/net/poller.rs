@@ -6,8 +6,8 @@
 //! connection, and that made a glommio HTTP responder half as fast as nginx
 //! with the same syscalls. Here sockets are registered once; one
 //! `epoll_wait` per pass of the executor collects every ready socket, and
-//! only an idle shard parks, on a helper thread that watches the epoll set
-//! and pokes the shard's io_uring through a socket pair.
+//! only an idle shard parks, with a single io_uring poll on the epoll
+//! descriptor itself.
 //!
 //! Single-threaded by design (`Rc`, `Cell`): a shard's sockets are served
 //! by its own executor only.
@@ -23,7 +23,7 @@ use std::time::Instant;
 /// Ready sockets taken from the kernel per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
 /// Empty passes before the shard parks: a few cheap `epoll_wait`s spare a
-/// round trip through the helper thread when requests come back to back.
+/// sleep and a wake-up when requests come back to back.
 const IDLE_PASSES: u32 = 3;
 /// How long a shard naps when it cannot park.
 const PARK_FALLBACK: std::time::Duration = std::time::Duration::from_millis(1);

@@ -225,7 +225,7 @@ mod tests {
             let client = thread::spawn(move || {
                 let mut c = StdStream::connect(addr).unwrap();
                 // Long enough for the driver to run out of idle passes
-                // and park on the helper thread.
+                // and park.
                 thread::sleep(Duration::from_millis(150));
                 c.write_all(b"first").unwrap();
                 let mut echo = [0u8; 5];
