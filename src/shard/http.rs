@@ -107,6 +107,9 @@ const BIG_BUFFER: usize = 4096;
 /// Accepts connections on one listener until the shard stops.
 pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
     loop {
+        // Accepting never waits while connections are queued (nor while an
+        // error repeats): let the shard's other work in when it is due.
+        glommio::yield_if_needed().await;
         let (socket, peer) = match shard.http.listeners[listener].accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -163,6 +166,9 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
     let mut body: Vec<u8> = Vec::with_capacity(SMALL_BUFFER);
     let mut after = Vec::new();
     loop {
+        // A client that pipelines without pause never makes this task
+        // wait: let the other connections in when the shard is due.
+        glommio::yield_if_needed().await;
         // Read until a whole head is buffered.
         let mut scanned = 0;
         // The whole head must arrive within the read timeout, however
