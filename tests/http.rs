@@ -316,6 +316,30 @@ fn http10_closes_and_idle_connections_time_out() {
 }
 
 #[test]
+fn a_client_that_half_closes_gets_its_answer_and_the_end_of_file() {
+    // The request and the client's FIN arrive together: one readiness
+    // edge. The server must answer and then see the end of file at once,
+    // not after the 30 s idle timeout.
+    let t = Tracker::start(&[]);
+    let mut http = HttpClient::connect(t.v4);
+    let target = announce_target(&random_hash(), &peer_id(1), 1, 1, "");
+    // Once the server waits on the new connection, the request and the
+    // FIN come as one segment (corked).
+    std::thread::sleep(Duration::from_millis(200));
+    socket2::SockRef::from(&http.stream).set_cork(true).unwrap();
+    http.send_raw(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    http.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    http.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let r = http.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(http.is_closed(), "the server closes after the client's FIN");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn real_ip_header_is_believed_only_from_trusted_proxies() {
     let trusted = Tracker::start(&[
         "http.real_ip_header=X-Forwarded-For",

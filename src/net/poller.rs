@@ -25,6 +25,8 @@ const EVENTS_PER_WAIT: usize = 256;
 /// Empty passes before the shard parks: a few cheap `epoll_wait`s spare a
 /// sleep and a wake-up when requests come back to back.
 const IDLE_PASSES: u32 = 3;
+/// The longest a parked shard sleeps before it looks again anyway.
+const PARK_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a shard naps when it cannot park.
 const PARK_FALLBACK: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -51,13 +53,31 @@ struct Slot {
     /// Tells a slot's registrations apart, so an event for a closed
     /// socket can never wake the socket that reused its slot.
     generation: u32,
-    readable: bool,
-    writable: bool,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-    /// When a waiter gives up; checked by [`Poller::expire`].
+    /// The peer closed or the socket failed. Never cleared: the end of
+    /// file (or the error) may have come with the last data, and a drained
+    /// socket must still read it rather than wait for an edge that already
+    /// came.
+    closed: bool,
+    read: Side,
+    write: Side,
+}
+
+/// One direction of a slot: at most one task waits on it.
+#[derive(Default)]
+struct Side {
+    ready: bool,
+    waker: Option<Waker>,
+    /// When the waiter gives up; checked by [`Poller::expire`].
     deadline: Option<Instant>,
     expired: bool,
+}
+
+impl Side {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 /// What a wait ended with.
@@ -102,8 +122,8 @@ impl Poller {
             };
             let slot = &mut s.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
-            slot.readable = true;
-            slot.writable = true;
+            slot.read.ready = true;
+            slot.write.ready = true;
             (index, slot.generation)
         };
         let mut event = libc::epoll_event {
@@ -157,17 +177,16 @@ impl Poller {
                 continue;
             }
             let bits = event.events as libc::c_int;
+            if bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                slot.closed = true;
+            }
             if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                slot.readable = true;
-                if let Some(w) = slot.reader.take() {
-                    w.wake();
-                }
+                slot.read.ready = true;
+                slot.read.wake();
             }
             if bits & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                slot.writable = true;
-                if let Some(w) = slot.writer.take() {
-                    w.wake();
-                }
+                slot.write.ready = true;
+                slot.write.wake();
             }
         }
         n as usize
@@ -184,14 +203,11 @@ impl Poller {
     pub fn expire(&self, now: Instant) {
         self.coarse_now.set(now);
         for slot in &mut self.slots.borrow_mut().slots {
-            if slot.deadline.is_some_and(|d| d <= now) {
-                slot.deadline = None;
-                slot.expired = true;
-                for w in [slot.reader.take(), slot.writer.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    w.wake();
+            for side in [&mut slot.read, &mut slot.write] {
+                if side.deadline.is_some_and(|d| d <= now) {
+                    side.deadline = None;
+                    side.expired = true;
+                    side.wake();
                 }
             }
         }
@@ -208,10 +224,11 @@ impl Poller {
         s.free.push(index);
     }
 
-    /// Sleeps until the epoll set has something: an epoll descriptor is
-    /// readable while events wait in it.
+    /// Sleeps until the epoll set has something (an epoll descriptor is
+    /// readable while events wait in it), or for [`PARK_RECHECK`] at most:
+    /// a lost completion must not leave the shard's sockets unserved.
     async fn park(&self) {
-        readable(&self.epoll).await;
+        futures_lite::future::or(readable(&self.epoll), glommio::timer::sleep(PARK_RECHECK)).await;
     }
 }
 
@@ -264,22 +281,24 @@ impl Registration {
         self.poller.coarse_now.get()
     }
 
+    /// Whether a read may find something: data, or (once the peer closed
+    /// or the socket failed) the end of file or the error.
     pub fn is_readable(&self) -> bool {
-        self.with(|s| s.readable)
+        self.with(|s| s.read.ready || s.closed)
     }
 
     pub fn is_writable(&self) -> bool {
-        self.with(|s| s.writable)
+        self.with(|s| s.write.ready || s.closed)
     }
 
     /// Records that the socket has been read dry: the next read waits for
-    /// an edge.
+    /// an edge (unless the peer has closed).
     pub fn clear_readable(&self) {
-        self.with(|s| s.readable = false);
+        self.with(|s| s.read.ready = false);
     }
 
     pub fn clear_writable(&self) {
-        self.with(|s| s.writable = false);
+        self.with(|s| s.write.ready = false);
     }
 
     /// Waits until the socket is readable (or closed, or in error), or
@@ -294,43 +313,51 @@ impl Registration {
     }
 
     async fn wait(&self, direction: Direction, deadline: Option<Instant>) -> Wait {
-        self.with(|s| {
-            s.expired = false;
-            s.deadline = deadline;
+        // A deadline already behind the sweep's clock ends the wait at once
+        // (a trickling client must not slip between sweeps).
+        if deadline.is_some_and(|d| d <= self.coarse_now()) {
+            return Wait::TimedOut;
+        }
+        self.side(direction, |side, _| {
+            side.expired = false;
+            side.deadline = deadline;
         });
         let outcome = poll_fn(|cx| {
-            self.with(|s| {
-                let ready = match direction {
-                    Direction::Read => s.readable,
-                    Direction::Write => s.writable,
-                };
-                if ready {
+            self.side(direction, |side, closed| {
+                if side.ready || closed {
                     return Poll::Ready(Wait::Ready);
                 }
-                if s.expired {
+                if side.expired {
                     return Poll::Ready(Wait::TimedOut);
                 }
-                let waker = match direction {
-                    Direction::Read => &mut s.reader,
-                    Direction::Write => &mut s.writer,
-                };
-                match waker {
+                match &side.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
+                    _ => side.waker = Some(cx.waker().clone()),
                 }
                 Poll::Pending
             })
         })
         .await;
-        self.with(|s| {
-            s.deadline = None;
-            s.expired = false;
+        self.side(direction, |side, _| {
+            side.deadline = None;
+            side.expired = false;
         });
         outcome
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Slot) -> T) -> T {
         f(&mut self.poller.slots.borrow_mut().slots[self.index as usize])
+    }
+
+    /// One direction of the slot, and whether the socket is closed.
+    fn side<T>(&self, direction: Direction, f: impl FnOnce(&mut Side, bool) -> T) -> T {
+        self.with(|s| {
+            let closed = s.closed;
+            match direction {
+                Direction::Read => f(&mut s.read, closed),
+                Direction::Write => f(&mut s.write, closed),
+            }
+        })
     }
 }
 

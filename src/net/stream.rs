@@ -264,6 +264,30 @@ mod tests {
     }
 
     #[test]
+    fn data_and_end_of_file_in_one_edge_are_both_read() {
+        with_listener(|poller, listener, addr| async move {
+            let client = thread::spawn(move || {
+                let mut c = StdStream::connect(addr).unwrap();
+                c.write_all(b"last words").unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+                c
+            });
+            let c = client.join().unwrap();
+            // Both arrived before the server looks: one edge for both.
+            let (socket, _) = listener.accept().await.unwrap();
+            let stream = Stream::new(socket, &poller).unwrap();
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            let mut buf = [0u8; 64];
+            let forever = Deadline::After(Duration::from_secs(3600));
+            let n = stream.read(&mut buf, forever).await.unwrap();
+            assert_eq!(&buf[..n], b"last words");
+            // A short read, yet the end of file must not wait for an edge.
+            assert_eq!(stream.read(&mut buf, forever).await.unwrap(), 0);
+            drop(c);
+        });
+    }
+
+    #[test]
     fn a_wait_past_its_deadline_times_out_at_the_next_sweep() {
         with_listener(|poller, listener, addr| async move {
             let client = thread::spawn(move || {

@@ -183,6 +183,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                     &mut out,
                     Status::TooLarge,
                     b"d14:failure reason17:request too largee",
+                    http.write_timeout,
                 )
                 .await;
                 return;
@@ -206,6 +207,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                     &mut out,
                     Status::BadRequest,
                     b"d14:failure reason15:malformed HTTPe",
+                    http.write_timeout,
                 )
                 .await;
                 return;
@@ -218,6 +220,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                 &mut out,
                 Status::MethodNotAllowed,
                 b"d14:failure reason18:only GET is servede",
+                http.write_timeout,
             )
             .await;
             return;
@@ -311,8 +314,14 @@ impl Shard {
 /// what the client still sends is read (briefly, boundedly) before the
 /// close, so the kernel does not reset the connection over unread bytes
 /// and throw the answer away.
-async fn refuse(stream: &Stream, out: &mut Vec<u8>, status: Status, body: &[u8]) {
-    if respond(stream, out, status, body, false, LINGER)
+async fn refuse(
+    stream: &Stream,
+    out: &mut Vec<u8>,
+    status: Status,
+    body: &[u8],
+    write_timeout: Duration,
+) {
+    if respond(stream, out, status, body, false, write_timeout)
         .await
         .is_err()
     {
