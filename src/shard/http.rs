@@ -458,7 +458,7 @@ impl Shard {
         };
         let owner = self.common.owner.of(&job.announce.info_hash);
         if owner == self.id {
-            let after = self.http_announce_here(job, self.clock(), body);
+            let after = self.http_announce_here(job, self.coarse_clock.get(), body);
             return (Status::Ok, after);
         }
         let id = self.http_waiters.register();

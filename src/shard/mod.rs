@@ -23,7 +23,7 @@ use crate::swarm::Swarms;
 use glommio::channels::shared_channel::ConnectedSender;
 use mesh::{Forward, ForwardBatch, Reply, ReplyBatch};
 use owner::Owner;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,8 +92,25 @@ pub(crate) struct Clock {
     mono: u32,
 }
 
+impl Clock {
+    fn read(start: Instant) -> Self {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let now = Instant::now();
+        Clock {
+            now,
+            unix,
+            mono: now.duration_since(start).as_secs() as u32,
+        }
+    }
+}
+
 pub(crate) struct Shard {
     id: usize,
+    /// The clock as of the last housekeeping tick: for HTTP announces,
+    /// whose peers' expiry needs whole seconds, not a clock read each.
+    coarse_clock: Cell<Clock>,
     common: Arc<Common>,
     settings: Settings,
     swarms: RefCell<Swarms>,
@@ -120,15 +137,7 @@ pub(crate) struct Shard {
 
 impl Shard {
     fn clock(&self) -> Clock {
-        let unix = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
-        let now = Instant::now();
-        Clock {
-            now,
-            unix,
-            mono: now.duration_since(self.common.start).as_secs() as u32,
-        }
+        Clock::read(self.common.start)
     }
 
     fn forward(&self, owner: usize, message: Forward) {
@@ -178,6 +187,7 @@ impl Shard {
 
     fn housekeeping(&self) {
         let clock = self.clock();
+        self.coarse_clock.set(clock);
         let mut swarms = self.swarms.borrow_mut();
         let slice = (swarms.torrent_count() / SWEEP_TICKS).max(MIN_SWEEP_SLICE);
         let done = swarms.expire_slice(clock.mono, slice);
@@ -304,6 +314,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
         http: http::HttpSide::new(&config.http, trusted, poller, listeners),
         http_waiters: Default::default(),
         flush_notify: Default::default(),
+        coarse_clock: Cell::new(Clock::read(common.start)),
         common: common.clone(),
     });
 
