@@ -94,10 +94,6 @@ impl Stream {
         })
     }
 
-    pub fn socket(&self) -> &Socket {
-        &self.socket
-    }
-
     /// Reads what is there, waiting for data until `deadline` (then
     /// `TimedOut`). 0 means the peer closed.
     pub async fn read(&self, buf: &mut [u8], deadline: Deadline) -> io::Result<usize> {
@@ -128,18 +124,16 @@ impl Stream {
                     _ => return Err(e),
                 }
             }
-            let until = *until.get_or_insert_with(|| match deadline {
-                Deadline::After(d) => self.registration.coarse_now() + d,
-                Deadline::At(t) => t,
-            });
+            let until = *until.get_or_insert_with(|| self.resolve(deadline));
             if self.registration.readable(Some(until)).await == Wait::TimedOut {
                 return Err(io::ErrorKind::TimedOut.into());
             }
         }
     }
 
-    /// Writes all of `bytes`, waiting for room at most `timeout` (from the
-    /// first wait) when the socket's send buffer is full.
+    /// Writes all of `bytes`, waiting for room at most `timeout` from the
+    /// first wait (by the coarse clock, as [`Deadline::After`]) when the
+    /// socket's send buffer is full.
     pub async fn write_all(&self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
         let mut until = None;
         while !bytes.is_empty() {
@@ -164,12 +158,20 @@ impl Stream {
                     _ => return Err(e),
                 }
             }
-            let until = *until.get_or_insert_with(|| Instant::now() + timeout);
+            let until = *until.get_or_insert_with(|| self.resolve(Deadline::After(timeout)));
             if self.registration.writable(Some(until)).await == Wait::TimedOut {
                 return Err(io::ErrorKind::TimedOut.into());
             }
         }
         Ok(())
+    }
+
+    /// When a wait that starts now gives up.
+    fn resolve(&self, deadline: Deadline) -> Instant {
+        match deadline {
+            Deadline::After(d) => self.registration.coarse_now() + d,
+            Deadline::At(t) => t,
+        }
     }
 
     /// No more writes: the peer reads end-of-file after what was sent.
