@@ -288,12 +288,24 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let trusted = config
         .trusted_proxies()
         .expect("trusted proxies were validated with the config");
-    let poller = Poller::new().expect("an epoll set for the shard");
-    let listeners = plan
-        .http_listeners
-        .into_iter()
-        .map(|socket| Listener::new(socket, &poller).expect("registering an HTTP listener"))
-        .collect();
+    // Out of descriptors or memory here stops the server with the reason,
+    // like a failed socket.
+    let http = Poller::new().and_then(|poller| {
+        let listeners = plan
+            .http_listeners
+            .into_iter()
+            .map(|socket| Listener::new(socket, &poller))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok((poller, listeners))
+    });
+    let (poller, listeners) = match http {
+        Ok(http) => http,
+        Err(e) => {
+            common.fail(format!("shard {}: setting up HTTP failed: {e}", plan.id));
+            common.threads.unregister(plan.id);
+            return ShardFigures::default();
+        }
+    };
     let mut seed = [0u8; 8];
     getrandom::getrandom(&mut seed).expect("the OS random source failed");
     let shard = Rc::new(Shard {
