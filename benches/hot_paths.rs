@@ -5,12 +5,15 @@
 //!   cargo bench --bench hot_paths -- swarm   # one group
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use shoal::bittorrent::{Announce, Event, Protocol};
+use shoal::config::TrackerConfig;
+use shoal::middleware::Chain;
 use shoal::protocol::connection_id::ConnectionIdKey;
 use shoal::protocol::http::{bencode, head, query};
 use shoal::protocol::udp::{self, Writer};
-use shoal::request::{Announce, Client, Event};
-use shoal::swarm::peer_list::PeerMeta;
-use shoal::swarm::{PeerSink, Swarms, V4Addr, V6Addr, Want};
+use shoal::storage::memory::MemoryStore;
+use shoal::storage::{PeerMeta, PeerSink, V4Addr, V6Addr};
+use shoal::tracker::{Origin, Room, Settings, Tracker};
 use std::net::{IpAddr, Ipv4Addr};
 
 const PROTOCOL_ID: u64 = 0x0417_2710_1980;
@@ -150,57 +153,59 @@ fn announce(info_hash: [u8; 20], left: u64) -> Announce {
     }
 }
 
-fn client(n: u32) -> Client {
-    Client {
-        ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)),
-        port: 6881,
-    }
+fn source(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+}
+
+type MemoryTracker = Tracker<MemoryStore>;
+
+/// One announce through the tracker core (no hooks), as an HTTP answer
+/// would sample it (both families).
+fn run(t: &mut MemoryTracker, announce: &mut Announce, from: u32, sink: &mut Count) {
+    let origin = Origin {
+        protocol: Protocol::Http,
+        source: source(from),
+        claimed: None,
+    };
+    let _ = t.announce(origin, announce, Room::HTTP, 0, sink, &mut Vec::new());
 }
 
 /// A swarm with `peers` peers (a fifth of them seeders) on one torrent,
 /// among `torrents` torrents of 3 peers each.
-fn filled(torrents: u32, peers: u32) -> Swarms {
-    let mut s = Swarms::default();
-    let mut rng = fastrand::Rng::with_seed(7);
-    let want = Want { v4: 0, v6: 0 };
+fn filled(torrents: u32, peers: u32) -> MemoryTracker {
+    let mut t = Tracker::new(
+        0,
+        Settings::new(&TrackerConfig::default(), false),
+        MemoryStore::default(),
+        Chain::default(),
+        fastrand::Rng::with_seed(7),
+    );
     for p in 0..peers {
         let left = if p % 5 == 0 { 0 } else { 100 };
-        s.announce(
-            &announce([0; 20], left),
-            client(p),
-            1000,
-            want,
-            &mut rng,
-            &mut Count(0),
-        );
+        let mut a = announce([0; 20], left);
+        a.numwant = Some(0);
+        run(&mut t, &mut a, p, &mut Count(0));
     }
-    for t in 1..torrents {
+    for n in 1..torrents {
         let mut ih = [0u8; 20];
-        ih[..4].copy_from_slice(&t.to_be_bytes());
+        ih[..4].copy_from_slice(&n.to_be_bytes());
         for p in 0..3 {
-            s.announce(
-                &announce(ih, 100),
-                client(p),
-                1000,
-                want,
-                &mut rng,
-                &mut Count(0),
-            );
+            let mut a = announce(ih, 100);
+            a.numwant = Some(0);
+            run(&mut t, &mut a, p, &mut Count(0));
         }
     }
-    s
+    t
 }
 
 fn bench_swarm(c: &mut Criterion) {
     let mut g = c.benchmark_group("swarm");
     g.throughput(Throughput::Elements(1));
-    let want = Want { v4: 50, v6: 50 };
     for (name, torrents, peers) in [
         ("announce_small_swarm", 100_000, 10),
         ("announce_large_swarm", 10_000, 10_000),
     ] {
-        let mut s = filled(torrents, peers);
-        let mut rng = fastrand::Rng::with_seed(1);
+        let mut t = filled(torrents, peers);
         let mut n = 0u32;
         // Existing peers re-announcing (the common case): update, then
         // sample 50 peers for the answer.
@@ -208,30 +213,22 @@ fn bench_swarm(c: &mut Criterion) {
             b.iter(|| {
                 n = (n + 1) % peers;
                 let mut sink = Count(0);
-                s.announce(
-                    &announce([0; 20], 100),
-                    client(n),
-                    1000,
-                    want,
-                    &mut rng,
-                    &mut sink,
-                );
+                run(&mut t, &mut announce([0; 20], 100), n, &mut sink);
                 sink.0
             })
         });
     }
     // A peer joining (insert, sample) and leaving again (remove).
-    let mut s = filled(1000, 1000);
-    let mut rng = fastrand::Rng::with_seed(1);
+    let mut t = filled(1000, 1000);
     g.bench_function("announce_new_peer_then_stop", |b| {
         b.iter(|| {
             let mut a = announce([0; 20], 100);
-            s.announce(&a, client(5000), 1000, want, &mut rng, &mut Count(0));
+            run(&mut t, &mut a, 5000, &mut Count(0));
             a.event = Event::Stopped;
-            s.announce(&a, client(5000), 1000, want, &mut rng, &mut Count(0))
+            run(&mut t, &mut a, 5000, &mut Count(0));
         })
     });
-    let s = filled(100_000, 10);
+    let t = filled(100_000, 10);
     let hashes: Vec<[u8; 20]> = (0..10u32)
         .map(|t| {
             let mut ih = [0u8; 20];
@@ -243,7 +240,7 @@ fn bench_swarm(c: &mut Criterion) {
         b.iter(|| {
             hashes
                 .iter()
-                .map(|h| s.counts(black_box(h)).seeders)
+                .map(|h| t.scrape(black_box(h)).seeders)
                 .sum::<u32>()
         })
     });

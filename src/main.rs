@@ -4,7 +4,7 @@ use shoal::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Shoal: a thread-per-core BitTorrent tracker (UDP BEP 15/41) on io_uring.
+/// Shoal: a thread-per-core BitTorrent tracker (UDP and HTTP) on io_uring.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -36,12 +36,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The hook chains are built from the config here, so a bad hook is a
+    // configuration error like any other key.
+    let server = Server::new(config);
+    if let Err(e) = server.check() {
+        eprintln!("shoal: configuration error: {}: {e}", cli.config.display());
+        return ExitCode::from(2);
+    }
     if cli.check_config {
-        print!("{}", config.to_masked_yaml());
+        print!("{}", server.config().to_masked_yaml());
         return ExitCode::SUCCESS;
     }
-    init_logging(&config);
-    run(config)
+    init_logging(server.config());
+    run(server)
 }
 
 fn init_logging(config: &Config) {
@@ -56,9 +63,12 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(config: Config) -> ExitCode {
-    tracing::info!("effective configuration: {}", config.to_masked_json());
-    let running = match Server::new(config).start() {
+fn run(server: Server) -> ExitCode {
+    tracing::info!(
+        "effective configuration: {}",
+        server.config().to_masked_json()
+    );
+    let running = match server.start() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start: {e}");

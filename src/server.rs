@@ -1,13 +1,15 @@
 //! Start-up and shutdown: validate, bind every socket from this thread in
 //! shard order, then start one pinned executor per shard.
 
-use crate::config::Config;
+use crate::config::{Checked, Config};
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::{Registry, ShardFigures};
-use crate::middleware::{no_hooks, HookFactory};
+use crate::middleware::registry::no_hooks;
+use crate::middleware::{self, ConfiguredHooks, HookFactory};
 use crate::net::udp::{bind_group, GroupOptions};
+use crate::placement::owner::Owner;
 use crate::protocol::connection_id::ConnectionIdKey;
-use crate::shard::{self, heartbeat, mesh, owner::Owner, Common, Plan};
+use crate::shard::{self, heartbeat, mesh, Common, Plan};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::io;
 use std::net::SocketAddr;
@@ -15,9 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A tracker to start; `with_hooks` links an operator's own middleware.
+/// A tracker to start. The hooks named in `hooks.pre` / `hooks.post` come
+/// from the registry (`with_registry` adds an operator's own names);
+/// `with_hooks` links an operator's hooks directly, after those.
 pub struct Server {
     config: Config,
+    registry: middleware::Registry,
     hooks: HookFactory,
 }
 
@@ -40,6 +45,7 @@ impl Server {
     pub fn new(config: Config) -> Self {
         Self {
             config,
+            registry: middleware::Registry::builtin(),
             hooks: no_hooks(),
         }
     }
@@ -49,11 +55,27 @@ impl Server {
         self
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn with_registry(mut self, registry: middleware::Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Checks the configuration and its hook chains, as `start` would.
+    pub fn check(&self) -> Result<(Checked, ConfiguredHooks), String> {
+        let checked = self.config.validate()?;
+        let hooks = self.registry.build(&self.config.hooks)?;
+        Ok((checked, hooks))
+    }
+
     pub fn start(self) -> io::Result<Running> {
-        self.config
-            .validate()
+        let (checked, configured_hooks) = self
+            .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let cpus = self.config.shard_cpus();
+        let cpus = checked.cpus.clone();
         let shards = cpus.len();
         if (1..shards).any(|i| cpus[..i].contains(&cpus[i])) {
             tracing::warn!(
@@ -123,7 +145,9 @@ impl Server {
             owner,
             start: Instant::now(),
             shutdown: shutdown.clone(),
-            hooks: self.hooks,
+            configured_hooks,
+            linked_hooks: self.hooks,
+            checked,
             failure: Default::default(),
             metrics: registry,
             config: self.config,

@@ -1,15 +1,18 @@
 //! The middleware API as an operator uses it: a custom binary links its
-//! own hooks into the real server (in-process here) and real clients
-//! see their effect over UDP.
+//! own hooks into the real server (in-process here) and real clients see
+//! their effect over UDP; the shipped binary turns on built-in hooks from
+//! the config, and refuses bad ones naming the key.
 
 mod common;
 
+use common::bencode::Fields;
+use common::http::{announce_target, HttpClient};
 use common::*;
+use shoal::bittorrent::Counts;
+use shoal::bittorrent::{Announce as Request, Client as Peer};
 use shoal::config;
 use shoal::middleware::{AnnounceContext, Hook, Refusal, ScrapeContext};
-use shoal::request::{Announce as Request, Client as Peer};
 use shoal::server::Server;
-use shoal::swarm::Counts;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -35,7 +38,7 @@ impl Hook for HouseRules {
     fn after_announce(&mut self, announce: &Request, _client: Peer, counts: Counts) {
         assert!(
             counts.leechers + counts.seeders >= 1
-                || announce.event == shoal::request::Event::Stopped
+                || announce.event == shoal::bittorrent::Event::Stopped
         );
         self.after.fetch_add(1, Ordering::Relaxed);
     }
@@ -103,4 +106,49 @@ fn hooks_refuse_change_and_observe() {
         2,
         "post-hooks ran for both answered announces"
     );
+}
+
+/// The shipped binary turns on a built-in hook from the config, and it
+/// acts on UDP and HTTP announces alike.
+#[test]
+fn configured_hooks_act_on_both_protocols() {
+    let t = Tracker::start(&[
+        "hooks.pre=[{name: interval variation, options: {modify_response_probability: 1, max_increase_delta: 60}}]",
+    ]);
+    let ih = random_hash();
+    let udp = Client::connected(t.v4).announce(&Announce::new(ih, 6001));
+    assert!(
+        (1801..=1860).contains(&udp.interval),
+        "UDP interval {}",
+        udp.interval
+    );
+    let mut http = HttpClient::connect(t.v4);
+    let r = http.get(&announce_target(&ih, &[b'p'; 20], 6002, 5, ""));
+    let v = r.bencode();
+    let interval = v.int("interval");
+    assert!(
+        (1801..=1860).contains(&interval),
+        "HTTP interval {interval}"
+    );
+    assert_eq!(v.int("min interval"), 900, "modify_min_interval is off");
+}
+
+#[test]
+fn bad_hooks_stop_the_start_naming_the_key() {
+    for (set, expected) in [
+        ("hooks.pre=[{name: xyz}]", "hooks.pre[0]: unknown hook \"xyz\""),
+        (
+            "hooks.post=[{name: interval variation, options: {modify_response_probability: 0, max_increase_delta: 5}}]",
+            "hooks.post[0].options.modify_response_probability",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["--check-config", "--set", set])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{set}: {err}");
+        assert!(err.contains(expected), "{set}: {err}");
+    }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::bencode::Value;
+use common::bencode::{Dict, Fields};
 use common::http::{announce_target, encode, HttpClient};
 use common::*;
 use std::time::Duration;
@@ -13,7 +13,7 @@ fn peer_id(n: u8) -> [u8; 20] {
     id
 }
 
-fn compact_peers(v: &Value, key: &str, width: usize) -> Vec<Vec<u8>> {
+fn compact_peers(v: &Dict, key: &str, width: usize) -> Vec<Vec<u8>> {
     v.bytes(key).chunks(width).map(|c| c.to_vec()).collect()
 }
 
@@ -117,12 +117,10 @@ fn scrape_across_shards_is_exact() {
     let r = http.get(&format!("/scrape?{query}"));
     assert_eq!(r.status, 200);
     let v = r.bencode();
-    let Some(Value::Dict(files)) = v.get("files") else {
-        panic!("no files")
-    };
+    let files = v.dict("files");
     assert_eq!(files.len(), 20);
     for (n, ih) in hashes.iter().enumerate() {
-        let f = &files[&ih.to_vec()];
+        let f = files.dict(ih);
         let extra = (n % 5 == 0) as i64;
         assert_eq!(f.int("complete"), (n % 3) as i64 + extra, "torrent {n}");
         assert_eq!(f.int("incomplete"), (n % 4) as i64 + extra, "torrent {n}");
@@ -144,24 +142,21 @@ fn dictionary_form_with_and_without_peer_ids() {
     let mut http = HttpClient::connect(t.v4);
     let ih = random_hash();
     http.get(&announce_target(&ih, &peer_id(7), 6001, 5, ""));
-    let v = http
-        .get(&announce_target(&ih, &peer_id(8), 6002, 5, "&compact=0"))
-        .bencode();
-    let peers = v.list("peers");
+    let r = http.get(&announce_target(&ih, &peer_id(8), 6002, 5, "&compact=0"));
+    let v = r.bencode();
+    let peers = v.dicts("peers");
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].bytes("ip"), b"127.0.0.1");
     assert_eq!(peers[0].int("port"), 6001);
     assert_eq!(peers[0].bytes("peer id"), &peer_id(7));
-    let v = http
-        .get(&announce_target(
-            &ih,
-            &peer_id(8),
-            6002,
-            5,
-            "&compact=0&no_peer_id=1",
-        ))
-        .bencode();
-    assert!(v.list("peers")[0].get("peer id").is_none());
+    let r = http.get(&announce_target(
+        &ih,
+        &peer_id(8),
+        6002,
+        5,
+        "&compact=0&no_peer_id=1",
+    ));
+    assert!(r.bencode().dicts("peers")[0].get(b"peer id").is_none());
 }
 
 #[test]
@@ -178,27 +173,24 @@ fn stopped_numwant_and_seeders() {
             "",
         ));
     }
-    let v = http
-        .get(&announce_target(&ih, &peer_id(9), 5009, 0, "&numwant=50"))
-        .bencode();
+    let r = http.get(&announce_target(&ih, &peer_id(9), 5009, 0, "&numwant=50"));
+    let v = r.bencode();
     assert_eq!(
         compact_peers(&v, "peers", 6).len(),
         3,
         "a seeder gets the 3 leechers only"
     );
-    let v = http
-        .get(&announce_target(&ih, &peer_id(10), 5010, 9, "&numwant=2"))
-        .bencode();
+    let r = http.get(&announce_target(&ih, &peer_id(10), 5010, 9, "&numwant=2"));
+    let v = r.bencode();
     assert_eq!(compact_peers(&v, "peers", 6).len(), 2);
-    let v = http
-        .get(&announce_target(
-            &ih,
-            &peer_id(10),
-            5010,
-            9,
-            "&event=stopped",
-        ))
-        .bencode();
+    let r = http.get(&announce_target(
+        &ih,
+        &peer_id(10),
+        5010,
+        9,
+        "&event=stopped",
+    ));
+    let v = r.bencode();
     assert!(v.bytes("peers").is_empty());
     assert_eq!((v.int("complete"), v.int("incomplete")), (4, 3));
 }
@@ -272,9 +264,8 @@ fn malformed_requests_get_failure_reasons_and_the_server_keeps_serving() {
     body.send_raw(b"POST /announce HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(body.read_response().unwrap().status, 400);
     // Still serving, on the first connection too.
-    let v = http
-        .get(&announce_target(&ih, &peer_id(1), 4000, 1, ""))
-        .bencode();
+    let r = http.get(&announce_target(&ih, &peer_id(1), 4000, 1, ""));
+    let v = r.bencode();
     assert_eq!(v.int("incomplete"), 1);
 }
 
@@ -352,15 +343,15 @@ fn real_ip_header_is_believed_only_from_trusted_proxies() {
         format!("GET {target} HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7, 127.0.0.9\r\n\r\n")
             .as_bytes(),
     );
-    let v = http.read_response().unwrap().bencode();
+    let r = http.read_response().unwrap();
+    let v = r.bencode();
     assert_eq!(
         v.bytes("external ip"),
         &[198, 51, 100, 7],
         "rightmost untrusted address"
     );
-    let v = http
-        .get(&announce_target(&ih, &peer_id(2), 1235, 1, ""))
-        .bencode();
+    let r = http.get(&announce_target(&ih, &peer_id(2), 1235, 1, ""));
+    let v = r.bencode();
     assert_eq!(v.bytes("peers"), &[198, 51, 100, 7, 0x04, 0xd2]);
 
     let untrusted = Tracker::start(&[
@@ -371,7 +362,8 @@ fn real_ip_header_is_believed_only_from_trusted_proxies() {
     http.send_raw(
         format!("GET {target} HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n").as_bytes(),
     );
-    let v = http.read_response().unwrap().bencode();
+    let r = http.read_response().unwrap();
+    let v = r.bencode();
     assert_eq!(
         v.bytes("external ip"),
         &[127, 0, 0, 1],
@@ -385,9 +377,8 @@ fn ip_parameters_only_with_spoofing_allowed() {
     for (allowed, expected) in [("false", [127, 0, 0, 1]), ("true", [192, 0, 2, 4])] {
         let t = Tracker::start(&[&format!("http.allow_ip_spoofing={allowed}")]);
         let mut http = HttpClient::connect(t.v4);
-        let v = http
-            .get(&announce_target(&ih, &peer_id(1), 1, 1, "&ip=192.0.2.4"))
-            .bencode();
+        let r = http.get(&announce_target(&ih, &peer_id(1), 1, 1, "&ip=192.0.2.4"));
+        let v = r.bencode();
         assert_eq!(
             v.bytes("external ip"),
             &expected,

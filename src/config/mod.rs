@@ -6,6 +6,8 @@ mod size;
 
 pub use size::ByteSize;
 
+use crate::protocol::http::client_ip::Cidr;
+use crate::protocol::http::route::Routes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +28,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub tracker: TrackerConfig,
     pub metrics: MetricsConfig,
+    pub hooks: HooksConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -232,6 +235,35 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Chihaya's hook chains: `hooks.pre` run before the answer, in order,
+/// `hooks.post` after it. Names and options are checked by the middleware
+/// registry when the server is built.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    pub pre: Vec<HookConfig>,
+    pub post: Vec<HookConfig>,
+}
+
+/// One hook of a chain: a registered name and its options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub name: String,
+    #[serde(default)]
+    pub options: serde_yaml::Value,
+}
+
+/// What validation parsed out of the text, kept for the shards so that
+/// nothing is parsed twice or re-checked with `expect`.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The CPU ids of the shards, in shard order.
+    pub cpus: Vec<usize>,
+    pub routes: Routes,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
 /// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
 /// validates. Every error names the key at fault.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Config, String> {
@@ -291,13 +323,14 @@ fn apply_override(tree: &mut serde_yaml::Value, item: &str) -> Result<(), String
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every key; returns what it parsed on the way.
+    pub fn validate(&self) -> Result<Checked, String> {
         let rt = &self.runtime;
         if let Cores::List(list) = &rt.cores {
             if list.is_empty() {
                 return Err("runtime.cores: the list is empty; give CPU ids or `auto`".into());
             }
-            let allowed = crate::shard::cpus::allowed_cpus();
+            let allowed = crate::placement::cpus::allowed_cpus();
             if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
                 return Err(format!(
                     "runtime.cores: CPU {bad} is not in this process's affinity mask {allowed:?}"
@@ -349,7 +382,7 @@ impl Config {
         if udp.connection_id_lifetime > Duration::from_secs(24 * 3600) {
             return Err("udp.connection_id_lifetime: longer than 24h".into());
         }
-        self.validate_http()?;
+        let (routes, trusted_proxies) = self.validate_http()?;
         self.validate_metrics()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
@@ -384,7 +417,11 @@ impl Config {
         if t.peer_lifetime.as_secs() > u32::MAX as u64 / 2 {
             return Err("tracker.peer_lifetime: too long".into());
         }
-        Ok(())
+        Ok(Checked {
+            cpus: self.shard_cpus(),
+            routes,
+            trusted_proxies,
+        })
     }
 
     fn validate_metrics(&self) -> Result<(), String> {
@@ -415,14 +452,15 @@ impl Config {
         Ok(())
     }
 
-    fn validate_http(&self) -> Result<(), String> {
+    /// Checks `http.*`; returns the compiled routes and trusted proxies.
+    fn validate_http(&self) -> Result<(Routes, Vec<Cidr>), String> {
         let http = &self.http;
         if let Some(dup) = first_duplicate(&http.listen) {
             return Err(format!("http.listen: {dup} is listed twice"));
         }
-        crate::protocol::http::route::Routes::new(&http.announce_routes, &http.scrape_routes)
+        let routes = Routes::new(&http.announce_routes, &http.scrape_routes)
             .map_err(|e| format!("http.announce_routes / http.scrape_routes: {e}"))?;
-        self.trusted_proxies()?;
+        let trusted_proxies = self.trusted_proxies()?;
         if !http.real_ip_header.is_empty() && http.trusted_proxies.is_empty() {
             return Err(
                 "http.real_ip_header: set http.trusted_proxies too, or the header is never believed"
@@ -447,11 +485,11 @@ impl Config {
                 return Err(format!("{key}: must be longer than 0s"));
             }
         }
-        Ok(())
+        Ok((routes, trusted_proxies))
     }
 
     /// `http.trusted_proxies` parsed.
-    pub fn trusted_proxies(&self) -> Result<Vec<crate::protocol::http::client_ip::Cidr>, String> {
+    fn trusted_proxies(&self) -> Result<Vec<Cidr>, String> {
         self.http
             .trusted_proxies
             .iter()
@@ -463,9 +501,9 @@ impl Config {
     }
 
     /// The CPU ids of the shards, in shard order.
-    pub fn shard_cpus(&self) -> Vec<usize> {
+    fn shard_cpus(&self) -> Vec<usize> {
         match &self.runtime.cores {
-            Cores::Auto => crate::shard::cpus::allowed_cpus(),
+            Cores::Auto => crate::placement::cpus::allowed_cpus(),
             Cores::List(list) => list.clone(),
         }
     }

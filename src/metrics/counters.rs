@@ -3,7 +3,7 @@
 //! asks. Every label value is one of the constants here, never a value
 //! taken from a request.
 
-use crate::middleware::Protocol;
+use crate::bittorrent::Protocol;
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! to the kernel.
 
 use super::counters::{Action, ACTIONS, PROTOCOLS};
-use crate::middleware::Protocol;
+use crate::bittorrent::Protocol;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};

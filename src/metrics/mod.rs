@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::swarm::SwarmTotals;
+use crate::storage::SwarmTotals;
 
 /// One shard's figures at one moment (or the sum over shards).
 #[derive(Clone, Debug, Default)]

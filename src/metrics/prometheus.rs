@@ -198,7 +198,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         (
             "shoal_peers",
             "Peers stored, by address family.",
-            (|c: &crate::swarm::PeerCount| c.seeders + c.leechers) as fn(&_) -> usize,
+            (|c: &crate::storage::PeerCount| c.seeders + c.leechers) as fn(&_) -> usize,
         ),
         ("shoal_seeders", "Seeders stored.", |c| c.seeders),
         ("shoal_leechers", "Leechers stored.", |c| c.leechers),

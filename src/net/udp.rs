@@ -3,7 +3,7 @@
 //! sockets of a group by the order they joined it, and the BPF program
 //! answers with that number.
 
-use crate::shard::owner::Owner;
+use crate::placement::owner::Owner;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! BEP 15 (UDP tracker protocol) with BEP 41 options: parsing requests and
 //! encoding responses. Pure functions over byte slices.
 
-use crate::request::{Announce, Event, InfoHash, UrlData};
+use crate::bittorrent::{Announce, Event, UrlData};
 
 pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
 
@@ -248,12 +248,6 @@ pub fn write_error(w: &mut Writer, transaction_id: u32, message: &str) {
     w.put(message.as_bytes());
 }
 
-/// The infohashes of a scrape body, in request order.
-pub fn scrape_info_hashes(body: &[u8]) -> impl Iterator<Item = InfoHash> + '_ {
-    body.chunks_exact(SCRAPE_ENTRY_LEN)
-        .map(|c| c.try_into().unwrap())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,8 +408,9 @@ mod tests {
                 info_hashes,
                 ..
             }) => {
-                let all: Vec<InfoHash> = scrape_info_hashes(info_hashes).collect();
-                assert_eq!(all, vec![[1; 20], [2; 20]]);
+                let (all, rest) = info_hashes.as_chunks::<20>();
+                assert_eq!(all, [[1; 20], [2; 20]]);
+                assert!(rest.is_empty(), "only whole entries are kept");
             }
             other => panic!("{other:?}"),
         }

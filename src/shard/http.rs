@@ -3,34 +3,25 @@
 //! so requests are parsed where the connection landed and forwarded to the
 //! owner when needed; the owner answers with the encoded body.
 
-use super::forward::ScrapeReplyTo;
-use super::mesh::{Forward, HttpAnnounceJob};
-use super::udp::AfterAnnounce;
-use super::{Clock, Shard};
-use crate::config::HttpConfig;
+use super::answer::{http_scrape_body, HttpPeers};
+use super::mesh::{Forward, HttpAnnounceJob, HttpReply, ScrapeReplyTo};
+use super::Shard;
+use crate::bittorrent::{Client, Counts, InfoHash, Protocol};
+use crate::config::{Checked, HttpConfig};
 use crate::metrics::counters::{Action, Family, Outcome};
-use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
 use crate::net::poller::Poller;
 use crate::net::stream::{Deadline, Listener, Stream};
-use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
+use crate::protocol::http::bencode;
 use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
 use crate::protocol::http::head::{head_end, parse_head, HeadError};
 use crate::protocol::http::query;
 use crate::protocol::http::route::{Route, Routes};
-use crate::request::{Client, InfoHash};
-use crate::swarm::peer_list::PeerMeta;
-use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
+use crate::tracker::{AfterAnnounce, Origin, Rejection, ScrapeRequest};
 use socket2::Socket;
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// A reply from another shard to a request this shard forwarded.
-pub(crate) enum HttpReply {
-    Body(Vec<u8>),
-    Scrape(Vec<Counts>),
-}
 
 /// A shard's HTTP state.
 pub(crate) struct HttpSide {
@@ -40,7 +31,6 @@ pub(crate) struct HttpSide {
     routes: Routes,
     trusted: Vec<Cidr>,
     real_ip_header: Option<String>,
-    allow_ip_spoofing: bool,
     max_connections: usize,
     max_request_size: usize,
     idle_timeout: Duration,
@@ -48,25 +38,23 @@ pub(crate) struct HttpSide {
     write_timeout: Duration,
     connections: Cell<usize>,
     /// Sampled peers of the announce being answered, reused.
-    scratch: RefCell<HttpPeers>,
+    pub(super) scratch: RefCell<HttpPeers>,
 }
 
 impl HttpSide {
     pub fn new(
         config: &HttpConfig,
-        trusted: Vec<Cidr>,
+        checked: &Checked,
         poller: Rc<Poller>,
         listeners: Vec<Listener>,
     ) -> Self {
         Self {
             poller,
             listeners,
-            routes: Routes::new(&config.announce_routes, &config.scrape_routes)
-                .expect("routes were validated with the config"),
-            trusted,
+            routes: checked.routes.clone(),
+            trusted: checked.trusted_proxies.clone(),
             real_ip_header: (!config.real_ip_header.is_empty())
                 .then(|| config.real_ip_header.clone()),
-            allow_ip_spoofing: config.allow_ip_spoofing,
             max_connections: config.max_connections,
             max_request_size: config.max_request_size.0 as usize,
             idle_timeout: config.idle_timeout,
@@ -236,10 +224,9 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         let started = shard.latency.as_ref().map(|_| Instant::now());
         let (action, status) = match http.routes.match_path(head.path) {
             Route::Announce { passkey } => {
-                let (status, a) = shard
-                    .http_announce(head.query, passkey, client, &mut body)
+                let status = shard
+                    .http_announce(head.query, passkey, client, &mut body, &mut after)
                     .await;
-                after.extend(a);
                 (Action::Announce, status)
             }
             Route::Scrape { passkey } => {
@@ -365,63 +352,6 @@ async fn respond(
     stream.write_all(out, timeout).await
 }
 
-/// Sampled peers in wire format (and their ids for dictionary answers).
-#[derive(Default)]
-pub(crate) struct HttpPeers {
-    v4: Vec<u8>,
-    v6: Vec<u8>,
-    ids4: Vec<[u8; 20]>,
-    ids6: Vec<[u8; 20]>,
-    with_ids: bool,
-}
-
-impl HttpPeers {
-    fn reset(&mut self, with_ids: bool) {
-        self.v4.clear();
-        self.v6.clear();
-        self.ids4.clear();
-        self.ids6.clear();
-        self.with_ids = with_ids;
-    }
-
-    fn dict_peers(&self, no_peer_id: bool) -> impl Iterator<Item = DictPeer<'_>> {
-        let v4 = self
-            .v4
-            .chunks_exact(6)
-            .enumerate()
-            .map(move |(i, a)| DictPeer {
-                ip: IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
-                port: u16::from_be_bytes([a[4], a[5]]),
-                peer_id: (!no_peer_id).then(|| &self.ids4[i]),
-            });
-        let v6 = self.v6.chunks_exact(18).enumerate().map(move |(i, a)| {
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&a[..16]);
-            DictPeer {
-                ip: IpAddr::V6(Ipv6Addr::from(ip)),
-                port: u16::from_be_bytes([a[16], a[17]]),
-                peer_id: (!no_peer_id).then(|| &self.ids6[i]),
-            }
-        });
-        v4.chain(v6)
-    }
-}
-
-impl PeerSink for HttpPeers {
-    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]) {
-        self.v4.extend_from_slice(addrs.as_flattened());
-        if self.with_ids {
-            self.ids4.extend(meta.iter().map(|m| m.peer_id));
-        }
-    }
-    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]) {
-        self.v6.extend_from_slice(addrs.as_flattened());
-        if self.with_ids {
-            self.ids6.extend(meta.iter().map(|m| m.peer_id));
-        }
-    }
-}
-
 impl Shard {
     /// An announce from a connection on this shard: answered here when
     /// this shard owns the infohash, else by the owner.
@@ -429,28 +359,26 @@ impl Shard {
         &self,
         query: &[u8],
         passkey: Option<&[u8]>,
-        client_ip: IpAddr,
+        source: IpAddr,
         body: &mut Vec<u8>,
-    ) -> (Status, Option<AfterAnnounce>) {
+        after: &mut Vec<AfterAnnounce>,
+    ) -> Status {
         let parsed = match query::parse_announce(query) {
             Ok(p) => p,
             Err(e) => {
                 bencode::failure(body, &e.to_string());
-                return (Status::BadRequest, None);
+                return Status::BadRequest;
             }
         };
         let mut announce = parsed.announce;
         if let Some(passkey) = passkey {
             announce.passkey = Some(passkey.into());
         }
-        let ip = match parsed.ip {
-            Some(ip) if self.http.allow_ip_spoofing => normalize(ip),
-            _ => client_ip,
-        };
-        let job = HttpAnnounceJob {
-            client: Client {
-                ip,
-                port: announce.port,
+        let mut job = HttpAnnounceJob {
+            origin: Origin {
+                protocol: Protocol::Http,
+                source,
+                claimed: parsed.ip,
             },
             announce,
             compact: parsed.compact,
@@ -458,10 +386,10 @@ impl Shard {
         };
         let owner = self.common.owner.of(&job.announce.info_hash);
         if owner == self.id {
-            let after = self.http_announce_here(job, self.coarse_clock.get(), body);
-            return (Status::Ok, after);
+            self.answer_http_announce(&mut job, self.coarse_clock.get().mono, body, after);
+            return Status::Ok;
         }
-        let id = self.http_waiters.register();
+        let id = self.mesh.http_waiters.register();
         self.forward(
             owner,
             Forward::HttpAnnounce {
@@ -470,74 +398,12 @@ impl Shard {
                 job: Box::new(job),
             },
         );
-        self.flush_notify.notify();
-        match self.http_waiters.wait(id).await {
+        self.mesh.flush_notify.notify();
+        match self.mesh.http_waiters.wait(id).await {
             HttpReply::Body(b) => body.extend_from_slice(&b),
             HttpReply::Scrape(_) => bencode::failure(body, "internal error"),
         }
-        (Status::Ok, None)
-    }
-
-    /// Answers an announce for an infohash this shard owns into `body`.
-    pub(crate) fn http_announce_here(
-        &self,
-        mut job: HttpAnnounceJob,
-        clock: Clock,
-        body: &mut Vec<u8>,
-    ) -> Option<AfterAnnounce> {
-        let s = &self.settings;
-        let info_hash = job.announce.info_hash;
-        let mut ctx = AnnounceContext {
-            protocol: Protocol::Http,
-            client: job.client,
-            shard: self.id,
-            announce: &mut job.announce,
-            interval: s.interval,
-            min_interval: s.min_interval,
-        };
-        let mut hooks = self.hooks.borrow_mut();
-        if let Err(refusal) = hooks.before_announce(&mut ctx) {
-            bencode::failure(body, &refusal.0);
-            return None;
-        }
-        let (interval, min_interval, client_ip) = (ctx.interval, ctx.min_interval, ctx.client.ip);
-        job.announce.info_hash = info_hash;
-        job.client = Client {
-            ip: client_ip,
-            port: job.announce.port,
-        };
-        let want = job
-            .announce
-            .numwant
-            .unwrap_or(s.default_numwant)
-            .min(s.max_numwant) as usize;
-        let mut peers = self.http.scratch.borrow_mut();
-        peers.reset(!job.compact && !job.no_peer_id);
-        let counts = self.swarms.borrow_mut().announce(
-            &job.announce,
-            job.client,
-            clock.mono.saturating_add(s.peer_lifetime),
-            Want { v4: want, v6: want },
-            &mut self.rng.borrow_mut(),
-            &mut *peers,
-        );
-        let head = AnnounceHead {
-            complete: counts.seeders,
-            incomplete: counts.leechers,
-            interval,
-            min_interval,
-            external_ip: Some(job.client.ip),
-        };
-        if job.compact {
-            bencode::announce_compact(body, &head, &peers.v4, &peers.v6);
-        } else {
-            bencode::announce_dict(body, &head, peers.dict_peers(job.no_peer_id));
-        }
-        hooks.wants_after_announce().then_some(AfterAnnounce {
-            announce: job.announce,
-            client: job.client,
-            counts,
-        })
+        Status::Ok
     }
 
     async fn http_scrape(
@@ -548,82 +414,51 @@ impl Shard {
         body: &mut Vec<u8>,
     ) -> Status {
         let mut hashes: Vec<InfoHash> = Vec::new();
-        if let Err(e) = query::parse_scrape(query, self.settings.max_scrape, &mut hashes) {
+        if let Err(e) = query::parse_scrape(
+            query,
+            self.tracker.borrow().settings().max_scrape,
+            &mut hashes,
+        ) {
             bencode::failure(body, &e.to_string());
             return Status::BadRequest;
         }
-        if hashes.is_empty() {
-            bencode::failure(
-                body,
-                "name at least one info_hash (full scrapes are not served)",
-            );
-            return Status::BadRequest;
-        }
-        let ctx = ScrapeContext {
+        let request = ScrapeRequest {
             protocol: Protocol::Http,
             client: Client {
                 ip: client_ip,
                 port: 0,
             },
-            shard: self.id,
             info_hashes: &hashes,
             passkey,
         };
-        if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
-            bencode::failure(body, &refusal.0);
-            return Status::Ok;
+        let checked = self.tracker.borrow_mut().check_scrape(&request);
+        match checked {
+            Ok(()) => {}
+            Err(rejection) => {
+                bencode::failure(body, rejection.reason());
+                return match rejection {
+                    Rejection::BadRequest(_) => Status::BadRequest,
+                    Rejection::Refused(_) => Status::Ok,
+                };
+            }
         }
         let waiter = Cell::new(None);
         let counts = match self.gather_scrape(&hashes, || {
-            let id = self.http_waiters.register();
+            let id = self.mesh.http_waiters.register();
             waiter.set(Some(id));
             ScrapeReplyTo::Http { waiter: id }
         }) {
             Some(counts) => counts,
             None => {
-                self.flush_notify.notify();
+                self.mesh.flush_notify.notify();
                 let id = waiter.get().expect("a gather registers its waiter");
-                match self.http_waiters.wait(id).await {
+                match self.mesh.http_waiters.wait(id).await {
                     HttpReply::Scrape(counts) => counts,
                     HttpReply::Body(_) => vec![Counts::default(); hashes.len()],
                 }
             }
         };
-        let mut files: Vec<(InfoHash, ScrapeFile)> = hashes
-            .iter()
-            .zip(&counts)
-            .map(|(h, c)| {
-                (
-                    *h,
-                    ScrapeFile {
-                        complete: c.seeders,
-                        downloaded: c.downloaded,
-                        downloaders: c.downloaders,
-                        incomplete: c.leechers,
-                    },
-                )
-            })
-            .collect();
-        files.sort_unstable_by_key(|f| f.0);
-        bencode::scrape(body, &files);
+        http_scrape_body(body, &hashes, &counts);
         Status::Ok
     }
 }
-
-/// Sends what the shard's tasks queued for other shards: after a
-/// notification, once the other ready tasks had their turn (so requests
-/// from many connections share one batch), and again shortly while a
-/// saturated peer's channel is full.
-pub(crate) async fn flusher(shard: Rc<Shard>) {
-    loop {
-        shard.flush_notify.notified().await;
-        futures_lite::future::yield_now().await;
-        if shard.try_flush() {
-            // A channel was full: let the peer drain it before retrying.
-            glommio::timer::sleep(RETRY_FULL_CHANNEL).await;
-        }
-    }
-}
-
-/// How long the flusher waits before retrying a full channel.
-const RETRY_FULL_CHANNEL: Duration = Duration::from_micros(200);

@@ -1,14 +1,19 @@
 //! The persistent cross-shard channels: a full mesh built once at start,
 //! one channel per ordered pair of shards for forwarded requests and one
 //! for replies. Shard `i`'s links are indexed by the other shard's id.
-//! Messages are batches: one per peer per event-loop turn.
+//! Messages are batches: one per peer per event-loop turn. Also here:
+//! the shard's outboxes and the scrapes waiting for other shards.
 
-use crate::request::{Announce, Client, InfoHash};
-use crate::swarm::Counts;
+use super::wait::{Notify, Waiters};
+use crate::bittorrent::{Announce, Counts, InfoHash};
+use crate::tracker::Origin;
+use ahash::HashMap;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Work one shard hands to the shard owning the infohash.
 pub enum Forward {
@@ -44,10 +49,180 @@ pub enum Reply {
 
 /// What the owner needs to answer an HTTP announce.
 pub struct HttpAnnounceJob {
+    pub origin: Origin,
     pub announce: Announce,
-    pub client: Client,
     pub compact: bool,
     pub no_peer_id: bool,
+}
+
+/// A reply from another shard to an HTTP request this shard forwarded.
+pub(crate) enum HttpReply {
+    Body(Vec<u8>),
+    Scrape(Vec<Counts>),
+}
+
+/// Where a gathered scrape's answer goes.
+pub(crate) enum ScrapeReplyTo {
+    Udp {
+        endpoint: usize,
+        to: SocketAddr,
+        transaction_id: u32,
+        received: std::time::Instant,
+    },
+    Http {
+        waiter: u32,
+    },
+}
+
+pub(crate) struct PendingScrape {
+    pub reply_to: ScrapeReplyTo,
+    pub counts: Vec<Counts>,
+    /// Owners that have not replied yet.
+    pub waiting: usize,
+}
+
+/// Scrapes waiting for other shards' counts, by request id.
+#[derive(Default)]
+pub(crate) struct PendingScrapes {
+    next_id: u32,
+    waiting: HashMap<u32, PendingScrape>,
+}
+
+impl PendingScrapes {
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn start(&mut self, scrape: PendingScrape) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.waiting.insert(id, scrape);
+        id
+    }
+
+    /// Files one owner's counts; returns the scrape once all are in.
+    pub fn fill(&mut self, id: u32, counts: &[(u16, Counts)]) -> Option<PendingScrape> {
+        let pending = self.waiting.get_mut(&id)?;
+        for &(position, c) in counts {
+            if let Some(slot) = pending.counts.get_mut(position as usize) {
+                *slot = c;
+            }
+        }
+        pending.waiting -= 1;
+        if pending.waiting == 0 {
+            self.waiting.remove(&id)
+        } else {
+            None
+        }
+    }
+}
+
+/// UDP forwards queued for one saturated shard before new ones are dropped.
+const MAX_QUEUED_UDP_FORWARDS: usize = 65_536;
+/// Cross-shard scrape gathers in flight before new UDP ones are dropped.
+const MAX_PENDING_GATHERS: usize = 65_536;
+
+/// One shard's side of the mesh: its connected senders, what it queued
+/// for each peer this turn, and what it waits for.
+pub(crate) struct Mesh {
+    forward_to: Vec<Option<ConnectedSender<ForwardBatch>>>,
+    reply_to: Vec<Option<ConnectedSender<ReplyBatch>>>,
+    /// Requests for other shards gathered during this turn, by shard.
+    forward_outbox: RefCell<Vec<ForwardBatch>>,
+    reply_outbox: RefCell<Vec<ReplyBatch>>,
+    pub scrapes: RefCell<PendingScrapes>,
+    /// HTTP connections waiting for an owner's reply.
+    pub http_waiters: Waiters<HttpReply>,
+    /// Wakes the flusher that sends what is queued.
+    pub flush_notify: Notify,
+}
+
+impl Mesh {
+    pub fn new(
+        forward_to: Vec<Option<ConnectedSender<ForwardBatch>>>,
+        reply_to: Vec<Option<ConnectedSender<ReplyBatch>>>,
+    ) -> Self {
+        let shards = forward_to.len();
+        Self {
+            forward_to,
+            reply_to,
+            forward_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
+            reply_outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
+            scrapes: Default::default(),
+            http_waiters: Default::default(),
+            flush_notify: Default::default(),
+        }
+    }
+
+    pub fn forward(&self, owner: usize, message: Forward) {
+        self.forward_outbox.borrow_mut()[owner].push(message);
+    }
+
+    pub fn reply(&self, origin: usize, message: Reply) {
+        self.reply_outbox.borrow_mut()[origin].push(message);
+    }
+
+    // No task ever waits for room on a cross-shard channel: everything is
+    // sent with `try_send`, and a batch that does not fit stays queued for
+    // the flusher, which retries shortly. So shards can never wait on each
+    // other in a cycle, whatever the load (a reviewer reproduced such a
+    // cycle when tasks awaited room on full channels).
+
+    /// Sends every queued batch that fits now; wakes the flusher to retry
+    /// the rest. Returns whether anything was left. A closed channel (a
+    /// peer shard is gone) sets `shutdown`.
+    pub fn try_flush(&self, shutdown: &AtomicBool) -> bool {
+        let forwards = try_send_all(&self.forward_to, &self.forward_outbox, shutdown);
+        let replies = try_send_all(&self.reply_to, &self.reply_outbox, shutdown);
+        let left_over = forwards || replies;
+        if left_over {
+            self.flush_notify.notify();
+        }
+        left_over
+    }
+
+    /// Whether a UDP scrape may fan out to these owners now (their queues
+    /// are not saturated, and not too many gathers are waiting).
+    pub fn may_start_udp_gather(&self, owners: impl Iterator<Item = usize>) -> bool {
+        self.scrapes.borrow().len() < MAX_PENDING_GATHERS
+            && owners.into_iter().all(|o| self.may_queue_udp_forward(o))
+    }
+
+    /// Whether a UDP forward to `owner` may still be queued: the queue to
+    /// a saturated shard is capped (UDP clients retry a lost announce).
+    pub fn may_queue_udp_forward(&self, owner: usize) -> bool {
+        self.forward_outbox.borrow()[owner].len() < MAX_QUEUED_UDP_FORWARDS
+    }
+}
+
+/// `try_send`s each non-empty outbox; what does not fit is put back
+/// (ahead of anything queued since). Returns whether anything is left.
+fn try_send_all<T: Send + 'static>(
+    senders: &[Option<ConnectedSender<Vec<T>>>],
+    outboxes: &RefCell<Vec<Vec<T>>>,
+    shutdown: &AtomicBool,
+) -> bool {
+    use glommio::{GlommioError, ResourceType};
+    let mut left_over = false;
+    for (peer, tx) in senders.iter().enumerate() {
+        let Some(tx) = tx else { continue };
+        let batch = std::mem::take(&mut outboxes.borrow_mut()[peer]);
+        if batch.is_empty() {
+            continue;
+        }
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(GlommioError::WouldBlock(ResourceType::Channel(mut batch))) => {
+                let mut outboxes = outboxes.borrow_mut();
+                batch.append(&mut outboxes[peer]);
+                outboxes[peer] = batch;
+                left_over = true;
+            }
+            // Closed: the peer shard is gone, the process is stopping.
+            Err(_) => shutdown.store(true, Ordering::Relaxed),
+        }
+    }
+    left_over
 }
 
 pub type ForwardBatch = Vec<Forward>;

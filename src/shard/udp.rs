@@ -1,30 +1,29 @@
-//! The UDP request path of a shard: batched reads, parse, pre-hooks,
-//! swarm, batched writes, post-hooks. Requests for another shard's
+//! The UDP request path of a shard: batched reads, parse, the tracker
+//! core, batched writes, post-hooks. Requests for another shard's
 //! infohashes travel over the mesh; the owner answers them itself.
 
-use super::forward::ScrapeReplyTo;
-use super::mesh::Forward;
+use super::answer::{write_udp_error, write_udp_scrape};
+use super::mesh::{Forward, ScrapeReplyTo};
 use super::{Clock, Shard};
+use crate::bittorrent::{Client, InfoHash, Protocol};
 use crate::metrics::counters::{Action, Family, Outcome, UdpDrop};
-use crate::middleware::{AnnounceContext, Protocol, ScrapeContext};
 use crate::net::mmsg::{RecvBatch, SendBatch, Sent};
-use crate::protocol::udp::{self, ParseError, Request, ScrapeCounts, Writer};
-use crate::request::{Announce, Client, InfoHash};
-use crate::swarm::peer_list::PeerMeta;
-use crate::swarm::{Counts, PeerSink, V4Addr, V6Addr, Want};
+use crate::protocol::udp::{self, ParseError, Request, Writer};
+use crate::tracker::{AfterAnnounce, ScrapeRequest};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One of the shard's sockets, one per `udp.listen` address.
-pub(crate) struct Endpoint {
+pub(super) struct Endpoint {
     socket: glommio::net::UdpSocket,
     fd: RawFd,
 }
 
 impl Endpoint {
-    pub fn new(socket: socket2::Socket) -> Self {
+    fn new(socket: socket2::Socket) -> Self {
         let fd = socket.into_raw_fd();
         // SAFETY: `fd` is an open UDP socket whose ownership we just took
         // from `socket`; glommio's socket now owns and closes it.
@@ -33,18 +32,35 @@ impl Endpoint {
     }
 }
 
-/// A post-hook's view of an announce whose answer is on its way.
-pub(crate) struct AfterAnnounce {
-    pub announce: Announce,
-    pub client: Client,
-    pub counts: Counts,
+/// A shard's UDP state.
+pub(super) struct UdpSide {
+    pub endpoints: Vec<Endpoint>,
+    batch_size: usize,
+    /// UDP answers the mesh tasks send, one batch per socket, shared by
+    /// them (borrowed only between awaits).
+    pub mesh_send: RefCell<Vec<SendBatch>>,
+}
+
+impl UdpSide {
+    pub fn new(sockets: Vec<socket2::Socket>, batch_size: usize) -> Self {
+        let endpoints: Vec<Endpoint> = sockets.into_iter().map(Endpoint::new).collect();
+        let mesh_send = endpoints
+            .iter()
+            .map(|_| SendBatch::new(batch_size))
+            .collect();
+        Self {
+            endpoints,
+            batch_size,
+            mesh_send: RefCell::new(mesh_send),
+        }
+    }
 }
 
 /// Reads and answers datagrams on one socket until the shard stops.
 pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
-    let fd = shard.udp[endpoint].fd;
-    let mut incoming = RecvBatch::new(shard.settings.batch_size);
-    let mut outgoing = SendBatch::new(shard.settings.batch_size);
+    let fd = shard.udp.endpoints[endpoint].fd;
+    let mut incoming = RecvBatch::new(shard.udp.batch_size);
+    let mut outgoing = SendBatch::new(shard.udp.batch_size);
     let mut after = Vec::new();
     loop {
         let received = match incoming.receive(fd) {
@@ -71,7 +87,11 @@ pub(crate) async fn serve_socket(shard: Rc<Shard>, endpoint: usize) {
             // Bounded, so a lost completion cannot leave the socket unread.
             let mut probe = [0u8; 1];
             let wait = async {
-                match shard.udp[endpoint].socket.peek_from(&mut probe).await {
+                match shard.udp.endpoints[endpoint]
+                    .socket
+                    .peek_from(&mut probe)
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(shard = shard.id, error = %e, "waiting for UDP data failed");
@@ -115,86 +135,13 @@ fn is_fatal(e: &std::io::Error) -> bool {
     )
 }
 
-pub(crate) fn write_scrape(slot: &mut [u8], transaction_id: u32, counts: &[Counts]) -> usize {
-    let mut w = Writer::new(slot);
-    udp::write_scrape_header(&mut w, transaction_id);
-    for c in counts {
-        udp::write_scrape_entry(
-            &mut w,
-            ScrapeCounts {
-                seeders: c.seeders,
-                completed: c.downloaded,
-                leechers: c.leechers,
-            },
-        );
-    }
-    w.len()
-}
-
-fn write_error(slot: &mut [u8], transaction_id: u32, message: &str) -> usize {
-    // Keep error answers small whatever a hook says: no amplification.
-    let message = &message[..message.floor_char_boundary(200)];
-    let mut w = Writer::new(slot);
-    udp::write_error(&mut w, transaction_id, message);
-    w.len()
-}
-
-/// Writes sampled peers of the announcer's family into the answer.
-struct UdpPeers<'a> {
-    w: Writer<'a>,
-}
-
-impl PeerSink for UdpPeers<'_> {
-    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
-        self.w.put(addrs.as_flattened());
-    }
-    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
-        self.w.put(addrs.as_flattened());
-    }
-}
-
 impl Shard {
-    /// Post-hooks of the announces whose answers just left.
-    pub(crate) fn run_after_hooks(&self, after: &mut Vec<AfterAnnounce>) {
-        if after.is_empty() {
-            return;
-        }
-        let mut hooks = self.hooks.borrow_mut();
-        for a in after.drain(..) {
-            hooks.after_announce(&a.announce, a.client, a.counts);
-        }
-    }
-
     /// Sends a batch of answers on socket `endpoint`.
     pub(crate) fn flush_udp(&self, endpoint: usize, batch: &mut SendBatch) {
-        let sent: Sent = batch.flush(self.udp[endpoint].fd);
+        let sent: Sent = batch.flush(self.udp.endpoints[endpoint].fd);
         if sent.dropped > 0 {
             self.counters
                 .udp_dropped(UdpDrop::SendFailed, sent.dropped as u64);
-        }
-    }
-
-    /// Counts a UDP answer written now, and notes its latency when
-    /// histograms are on (recorded by `settle_latency` after the send).
-    #[inline]
-    pub(crate) fn udp_answered(
-        &self,
-        action: Action,
-        from: SocketAddr,
-        o: Outcome,
-        received: Instant,
-    ) {
-        self.counters
-            .response(Protocol::Udp, action, Family::of(from.ip()), o);
-        if let Some(latency) = &self.latency {
-            latency.mark(Protocol::Udp, action, received);
-        }
-    }
-
-    /// Records the latency of the answers just sent.
-    pub(crate) fn settle_latency(&self) {
-        if let Some(latency) = &self.latency {
-            latency.settle();
         }
     }
 
@@ -224,7 +171,7 @@ impl Shard {
             Ok(Request::Announce {
                 connection_id,
                 transaction_id,
-                announce,
+                mut announce,
             }) => {
                 if !ids.check(connection_id, ip, clock.unix) {
                     self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
@@ -232,7 +179,7 @@ impl Shard {
                 }
                 let owner = self.common.owner.of(&announce.info_hash);
                 if owner != self.id {
-                    if !self.may_queue_udp_forward(owner) {
+                    if !self.mesh.may_queue_udp_forward(owner) {
                         self.counters.udp_dropped(UdpDrop::OwnerSaturated, 1);
                         return None;
                     }
@@ -252,11 +199,11 @@ impl Shard {
                 }
                 self.counters
                     .request(Protocol::Udp, Action::Announce, family);
-                Some(self.announce(
+                Some(self.answer_udp_announce(
                     from,
                     transaction_id,
-                    announce,
-                    clock,
+                    &mut announce,
+                    clock.mono,
                     clock.now,
                     slot,
                     after,
@@ -291,88 +238,9 @@ impl Shard {
                 self.counters
                     .request(Protocol::Udp, Action::Invalid, family);
                 self.udp_answered(Action::Invalid, from, Outcome::Error, clock.now);
-                Some(write_error(slot, transaction_id, message))
+                Some(write_udp_error(slot, transaction_id, message))
             }
         }
-    }
-
-    /// An announce for an infohash this shard owns.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn announce(
-        &self,
-        from: SocketAddr,
-        transaction_id: u32,
-        mut announce: Announce,
-        clock: Clock,
-        received: Instant,
-        slot: &mut [u8],
-        after: &mut Vec<AfterAnnounce>,
-    ) -> usize {
-        let s = &self.settings;
-        let info_hash = announce.info_hash;
-        let client = Client {
-            ip: from.ip(),
-            port: announce.port,
-        };
-        let mut ctx = AnnounceContext {
-            protocol: Protocol::Udp,
-            client,
-            shard: self.id,
-            announce: &mut announce,
-            interval: s.interval,
-            min_interval: s.min_interval,
-        };
-        let mut hooks = self.hooks.borrow_mut();
-        if let Err(refusal) = hooks.before_announce(&mut ctx) {
-            self.udp_answered(Action::Announce, from, Outcome::Error, received);
-            return write_error(slot, transaction_id, &refusal.0);
-        }
-        let (interval, client_ip) = (ctx.interval, ctx.client.ip);
-        announce.info_hash = info_hash;
-        let client = Client {
-            ip: client_ip,
-            port: announce.port,
-        };
-        let ipv6 = from.is_ipv6();
-        let want = (announce
-            .numwant
-            .unwrap_or(s.default_numwant)
-            .min(s.max_numwant) as usize)
-            .min(udp::max_peers(ipv6));
-        let want = if ipv6 {
-            Want { v4: 0, v6: want }
-        } else {
-            Want { v4: want, v6: 0 }
-        };
-        let (head, body) = slot.split_at_mut(udp::ANNOUNCE_RESPONSE_HEADER_LEN);
-        let mut peers = UdpPeers {
-            w: Writer::new(body),
-        };
-        let counts = self.swarms.borrow_mut().announce(
-            &announce,
-            client,
-            clock.mono.saturating_add(s.peer_lifetime),
-            want,
-            &mut self.rng.borrow_mut(),
-            &mut peers,
-        );
-        let peers_len = peers.w.len();
-        udp::write_announce_header(
-            &mut Writer::new(head),
-            transaction_id,
-            interval,
-            counts.leechers,
-            counts.seeders,
-        );
-        if hooks.wants_after_announce() {
-            after.push(AfterAnnounce {
-                announce,
-                client,
-                counts,
-            });
-        }
-        self.udp_answered(Action::Announce, from, Outcome::Ok, received);
-        udp::ANNOUNCE_RESPONSE_HEADER_LEN + peers_len
     }
 
     /// A scrape: answered now when this shard owns every infohash, else
@@ -387,26 +255,19 @@ impl Shard {
         slot: &mut [u8],
     ) -> Option<usize> {
         let family = Family::of(from.ip());
-        let refuse = |slot: &mut [u8], message: &str| {
-            self.counters.request(Protocol::Udp, Action::Scrape, family);
-            self.udp_answered(Action::Scrape, from, Outcome::Error, clock.now);
-            Some(write_error(slot, transaction_id, message))
-        };
-        if hashes.len() > self.settings.max_scrape {
-            return refuse(slot, "too many info hashes in one scrape");
-        }
-        let ctx = ScrapeContext {
+        let request = ScrapeRequest {
             protocol: Protocol::Udp,
             client: Client {
                 ip: from.ip(),
                 port: from.port(),
             },
-            shard: self.id,
             info_hashes: hashes,
             passkey: None,
         };
-        if let Err(refusal) = self.hooks.borrow_mut().before_scrape(&ctx) {
-            return refuse(slot, &refusal.0);
+        if let Err(rejection) = self.tracker.borrow_mut().check_scrape(&request) {
+            self.counters.request(Protocol::Udp, Action::Scrape, family);
+            self.udp_answered(Action::Scrape, from, Outcome::Error, clock.now);
+            return Some(write_udp_error(slot, transaction_id, rejection.reason()));
         }
         // A gather costs queue space on other shards: refused (dropped,
         // the client retries) while they are saturated.
@@ -416,7 +277,7 @@ impl Shard {
             .map(|h| owner.of(h))
             .filter(|&o| o != self.id)
             .peekable();
-        if remote.peek().is_some() && !self.may_start_udp_gather(remote) {
+        if remote.peek().is_some() && !self.mesh.may_start_udp_gather(remote) {
             self.counters.udp_dropped(UdpDrop::OwnerSaturated, 1);
             return None;
         }
@@ -428,6 +289,6 @@ impl Shard {
             received: clock.now,
         })?;
         self.udp_answered(Action::Scrape, from, Outcome::Ok, clock.now);
-        Some(write_scrape(slot, transaction_id, &counts))
+        Some(write_udp_scrape(slot, transaction_id, &counts))
     }
 }

@@ -1,112 +1,89 @@
-//! A small bencode decoder for checking answers (strict: rejects trailing
-//! bytes, unsorted or duplicate dictionary keys, leading zeros).
+//! Reading bencoded answers in tests, with the load generator's validating
+//! reader (`shoal_loadtest::bencode`), plus the strictness a tracker's own
+//! tests want on top: every dictionary's keys sorted and unique (BEP 3).
+//! The accessors panic with the key when a field is missing or of the wrong
+//! type, so a test reads `v.int("complete")`.
 
-use std::collections::BTreeMap;
+pub use shoal_loadtest::bencode::{Dict, Value};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    Int(i64),
-    Bytes(Vec<u8>),
-    List(Vec<Value>),
-    Dict(BTreeMap<Vec<u8>, Value>),
+/// `body` as exactly one dictionary, with sorted, unique keys throughout.
+pub fn parse(body: &[u8]) -> Result<Dict<'_>, String> {
+    let dict = Dict::parse(body).map_err(|_| "not one valid dictionary".to_string())?;
+    keys_sorted(Value(body))?;
+    Ok(dict)
 }
 
-impl Value {
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Dict(d) => d.get(key.as_bytes()),
-            _ => None,
+fn keys_sorted(v: Value<'_>) -> Result<(), String> {
+    if let Some(dict) = v.as_dict() {
+        let mut last: Option<&[u8]> = None;
+        for (key, value) in dict.entries() {
+            if last.is_some_and(|l| l >= key) {
+                return Err(format!(
+                    "unsorted or duplicate key {:?}",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+            last = Some(key);
+            keys_sorted(value)?;
+        }
+    } else if let Some(items) = v.as_list() {
+        for item in items {
+            keys_sorted(item)?;
         }
     }
-    pub fn int(&self, key: &str) -> i64 {
-        match self.get(key) {
-            Some(Value::Int(i)) => *i,
-            other => panic!("{key}: expected an int, got {other:?}"),
-        }
+    Ok(())
+}
+
+/// Typed fields of a dictionary; each panics when the field is absent or
+/// of another type.
+pub trait Fields<'a> {
+    fn field(&self, key: impl AsRef<[u8]>) -> Value<'a>;
+
+    fn int(&self, key: impl AsRef<[u8]>) -> i64 {
+        let key = key.as_ref();
+        let v = self.field(key);
+        v.as_int()
+            .unwrap_or_else(|| panic!("{}: expected an int, got {v:?}", lossy(key)))
     }
-    pub fn bytes(&self, key: &str) -> &[u8] {
-        match self.get(key) {
-            Some(Value::Bytes(b)) => b,
-            other => panic!("{key}: expected bytes, got {other:?}"),
-        }
+
+    fn bytes(&self, key: impl AsRef<[u8]>) -> &'a [u8] {
+        let key = key.as_ref();
+        let v = self.field(key);
+        v.as_bytes()
+            .unwrap_or_else(|| panic!("{}: expected bytes, got {v:?}", lossy(key)))
     }
-    pub fn list(&self, key: &str) -> &[Value] {
-        match self.get(key) {
-            Some(Value::List(l)) => l,
-            other => panic!("{key}: expected a list, got {other:?}"),
-        }
+
+    fn dict(&self, key: impl AsRef<[u8]>) -> Dict<'a> {
+        let key = key.as_ref();
+        let v = self.field(key);
+        v.as_dict()
+            .unwrap_or_else(|| panic!("{}: expected a dict, got {v:?}", lossy(key)))
+    }
+
+    /// A list whose elements are all dictionaries.
+    fn dicts(&self, key: impl AsRef<[u8]>) -> Vec<Dict<'a>> {
+        let key = key.as_ref();
+        let v = self.field(key);
+        let items = v
+            .as_list()
+            .unwrap_or_else(|| panic!("{}: expected a list, got {v:?}", lossy(key)));
+        items
+            .map(|item| {
+                item.as_dict()
+                    .unwrap_or_else(|| panic!("{}: expected dicts, got {item:?}", lossy(key)))
+            })
+            .collect()
     }
 }
 
-pub fn decode(input: &[u8]) -> Result<Value, String> {
-    let (v, rest) = value(input)?;
-    if !rest.is_empty() {
-        return Err(format!("{} trailing bytes", rest.len()));
+impl<'a> Fields<'a> for Dict<'a> {
+    fn field(&self, key: impl AsRef<[u8]>) -> Value<'a> {
+        let key = key.as_ref();
+        self.get(key)
+            .unwrap_or_else(|| panic!("{}: missing", lossy(key)))
     }
-    Ok(v)
 }
 
-fn value(input: &[u8]) -> Result<(Value, &[u8]), String> {
-    match input.first() {
-        Some(b'i') => {
-            let end = input
-                .iter()
-                .position(|&b| b == b'e')
-                .ok_or("unterminated int")?;
-            let text = std::str::from_utf8(&input[1..end]).map_err(|e| e.to_string())?;
-            if text.is_empty()
-                || (text.starts_with('0') && text.len() > 1)
-                || text.starts_with("-0")
-            {
-                return Err(format!("bad int {text}"));
-            }
-            Ok((
-                Value::Int(text.parse().map_err(|_| format!("bad int {text}"))?),
-                &input[end + 1..],
-            ))
-        }
-        Some(b'l') => {
-            let mut rest = &input[1..];
-            let mut items = Vec::new();
-            while rest.first() != Some(&b'e') {
-                let (v, r) = value(rest)?;
-                items.push(v);
-                rest = r;
-            }
-            Ok((Value::List(items), &rest[1..]))
-        }
-        Some(b'd') => {
-            let mut rest = &input[1..];
-            let mut map = BTreeMap::new();
-            let mut last: Option<Vec<u8>> = None;
-            while rest.first() != Some(&b'e') {
-                let (k, r) = value(rest)?;
-                let Value::Bytes(k) = k else {
-                    return Err("non-string key".into());
-                };
-                if last.as_ref().is_some_and(|l| *l >= k) {
-                    return Err(format!(
-                        "unsorted or duplicate key {:?}",
-                        String::from_utf8_lossy(&k)
-                    ));
-                }
-                let (v, r) = value(r)?;
-                last = Some(k.clone());
-                map.insert(k, v);
-                rest = r;
-            }
-            Ok((Value::Dict(map), &rest[1..]))
-        }
-        Some(b'0'..=b'9') => {
-            let colon = input.iter().position(|&b| b == b':').ok_or("no colon")?;
-            let len: usize = std::str::from_utf8(&input[..colon])
-                .unwrap()
-                .parse()
-                .map_err(|_| "bad length")?;
-            let start = colon + 1;
-            let bytes = input.get(start..start + len).ok_or("short string")?;
-            Ok((Value::Bytes(bytes.to_vec()), &input[start + len..]))
-        }
-        _ => Err("unexpected byte".into()),
-    }
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

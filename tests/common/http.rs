@@ -1,6 +1,6 @@
 //! A raw HTTP/1.1 client over one keep-alive TCP connection.
 
-use super::bencode::{decode, Value};
+use super::bencode::{self, Dict, Fields as _};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -18,8 +18,9 @@ impl Response {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    pub fn bencode(&self) -> Value {
-        decode(&self.body).unwrap_or_else(|e| {
+    /// The body as a bencoded dictionary (panics if it is not one).
+    pub fn bencode(&self) -> Dict<'_> {
+        bencode::parse(&self.body).unwrap_or_else(|e| {
             panic!(
                 "invalid bencode ({e}): {:?}",
                 String::from_utf8_lossy(&self.body)

@@ -2,7 +2,7 @@
 //! into an output buffer. Dictionary keys must be sorted, so each writer
 //! emits its keys in their fixed byte order.
 
-use crate::request::InfoHash;
+use crate::bittorrent::InfoHash;
 use std::net::IpAddr;
 
 /// The fixed part of an announce answer.

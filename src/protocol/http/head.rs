@@ -1,6 +1,8 @@
 //! The HTTP/1.x request head (request line and headers), parsed with
 //! httparse without copying: everything borrows the read buffer.
 
+use super::decimal::parse_decimal;
+
 /// Most headers a request may carry; real clients send a handful.
 pub const MAX_HEADERS: usize = 32;
 
@@ -168,16 +170,6 @@ impl<'a> Headers<'a> {
 /// about a body's length is how requests get smuggled past proxies.
 fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
     parse_decimal(value).ok_or(HeadError::Malformed("invalid content-length"))
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        acc.checked_mul(10)?.checked_add(u64::from(digit))
-    })
 }
 
 #[cfg(test)]

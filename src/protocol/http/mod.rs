@@ -3,6 +3,7 @@
 
 pub mod bencode;
 pub mod client_ip;
+mod decimal;
 pub mod head;
 pub mod query;
 pub mod route;

@@ -4,14 +4,15 @@
 //! is scanned once, keeping the raw value of the last occurrence of every
 //! known key, and the values are then checked and decoded on the stack.
 
-use crate::request::{Announce, Event, InfoHash, UrlData};
+use super::decimal::parse_decimal;
+use crate::bittorrent::{Announce, Event, InfoHash, UrlData};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An announce as the HTTP query states it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpAnnounce {
-    /// `url_data` and `passkey` are left empty: the caller fills them from
-    /// the path.
+    /// `passkey` is left empty (the caller takes it from the route), and so
+    /// is `url_data`, which is BEP 41's (UDP) only.
     pub announce: Announce,
     /// BEP 23; true unless `compact=0`.
     pub compact: bool,
@@ -106,7 +107,7 @@ pub fn parse_announce(query: &[u8]) -> Result<HttpAnnounce, QueryError> {
         info_hash: required_hash(raw.info_hash, "info_hash")?,
         peer_id: required_hash(raw.peer_id, "peer_id")?,
         port: parse_port(raw.port.ok_or(QueryError::Missing("port"))?)?,
-        left: parse_u64(raw.left.ok_or(QueryError::Missing("left"))?)
+        left: parse_decimal(raw.left.ok_or(QueryError::Missing("left"))?)
             .ok_or(QueryError::Invalid("left"))?,
         uploaded: optional_u64(raw.uploaded, "uploaded")?,
         downloaded: optional_u64(raw.downloaded, "downloaded")?,
@@ -234,19 +235,8 @@ fn required_hash(raw: Option<&[u8]>, field: &'static str) -> Result<[u8; 20], Qu
     percent_decode_exact(raw).ok_or(QueryError::Invalid(field))
 }
 
-/// Plain decimal: digits only, at least one, no overflow.
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        acc.checked_mul(10)?.checked_add(u64::from(digit))
-    })
-}
-
 fn parse_port(raw: &[u8]) -> Result<u16, QueryError> {
-    parse_u64(raw)
+    parse_decimal(raw)
         .and_then(|port| u16::try_from(port).ok())
         .filter(|&port| port != 0)
         .ok_or(QueryError::Invalid("port"))
@@ -256,7 +246,7 @@ fn parse_port(raw: &[u8]) -> Result<u16, QueryError> {
 fn optional_u64(raw: Option<&[u8]>, field: &'static str) -> Result<u64, QueryError> {
     match raw {
         None | Some(b"") => Ok(0),
-        Some(digits) => parse_u64(digits).ok_or(QueryError::Invalid(field)),
+        Some(digits) => parse_decimal(digits).ok_or(QueryError::Invalid(field)),
     }
 }
 
@@ -276,8 +266,8 @@ fn parse_numwant(raw: &[u8]) -> Result<Option<u32>, QueryError> {
     let invalid = QueryError::Invalid("numwant");
     match raw {
         b"" => Ok(None),
-        [b'-', digits @ ..] => parse_u64(digits).map(|_| None).ok_or(invalid),
-        digits => parse_u64(digits)
+        [b'-', digits @ ..] => parse_decimal(digits).map(|_| None).ok_or(invalid),
+        digits => parse_decimal(digits)
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
             .ok_or(invalid),

@@ -1,5 +1,6 @@
-//! Protocol-neutral requests: what the middleware and the swarms see,
-//! whether the request came over UDP or HTTP.
+//! The shared vocabulary of every layer (Chihaya's `bittorrent/`): what a
+//! request and its answer are, whichever protocol carried them. The bottom
+//! module: it imports nothing of Shoal's.
 
 use smallvec::SmallVec;
 use std::net::IpAddr;
@@ -7,12 +8,21 @@ use std::net::IpAddr;
 pub type InfoHash = [u8; 20];
 pub type PeerId = [u8; 20];
 
-/// BEP 41 URL data (UDP) or the request path (HTTP). Inline up to the size
-/// of a typical `/<32-char passkey>/announce`, so no allocation then.
+/// BEP 41 URL data (UDP): the path and query the client's tracker URL
+/// carries. Inline up to the size of a typical `/<32-char passkey>/announce`,
+/// so no allocation then. HTTP announces leave it empty (their route gives
+/// the passkey).
 pub type UrlData = SmallVec<[u8; 48]>;
 
 /// A private tracker's passkey, captured from a `:passkey` route segment.
 pub type Passkey = SmallVec<[u8; 40]>;
+
+/// Which protocol carried a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Http,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -52,4 +62,15 @@ impl Announce {
 pub struct Client {
     pub ip: IpAddr,
     pub port: u16,
+}
+
+/// A swarm's figures, as announces and scrapes report them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub seeders: u32,
+    pub leechers: u32,
+    pub downloaded: u32,
+    /// BEP 21: leechers that are not paused. Counted for scrapes only;
+    /// announces leave it 0.
+    pub downloaders: u32,
 }

@@ -7,7 +7,7 @@
 //! share one, whichever it is). Both versions must agree bit for bit; a test
 //! runs the BPF program through a small interpreter against `of`.
 
-use crate::request::InfoHash;
+use crate::bittorrent::InfoHash;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Owner {

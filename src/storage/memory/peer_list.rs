@@ -88,6 +88,7 @@ impl<A: WireAddr> PeerList<A> {
         &self.meta
     }
 
+    #[inline]
     pub fn find(&self, addr: &A, h: &AddrHasher) -> Option<usize> {
         match &self.index {
             Some(index) => index
@@ -99,6 +100,7 @@ impl<A: WireAddr> PeerList<A> {
 
     /// Adds the peer or refreshes it, moving it between the leecher and
     /// seeder ranges when its status changed.
+    #[inline]
     pub fn upsert(&mut self, addr: A, meta: PeerMeta, seeder: bool, h: &AddrHasher) -> Upserted {
         match self.find(&addr, h) {
             Some(mut position) => {
@@ -230,7 +232,8 @@ impl<A: WireAddr> PeerList<A> {
 
     /// Picks up to `want` peers at random for an announcer, calling `emit`
     /// with contiguous index ranges. Seeders get leechers only; the
-    /// announcer (`exclude`) is never picked.
+    /// announcer (`exclude`) is never picked. Returns how many it picked.
+    #[inline]
     pub fn sample(
         &self,
         want: usize,
@@ -238,7 +241,7 @@ impl<A: WireAddr> PeerList<A> {
         exclude: Option<usize>,
         rng: &mut fastrand::Rng,
         emit: impl FnMut(Range<usize>),
-    ) {
+    ) -> usize {
         let end = if for_seeder {
             self.leechers()
         } else {
@@ -248,7 +251,7 @@ impl<A: WireAddr> PeerList<A> {
         let available = end - exclude.is_some() as usize;
         let count = want.min(available);
         if count == 0 {
-            return;
+            return 0;
         }
         let start = if count == available {
             0
@@ -256,6 +259,7 @@ impl<A: WireAddr> PeerList<A> {
             rng.usize(0..end)
         };
         windows(0..end, start, count, exclude, emit);
+        count
     }
 }
 
