@@ -1,7 +1,7 @@
 //! Start-up and shutdown: validate, bind every socket from this thread in
 //! shard order, then start one pinned executor per shard.
 
-use crate::config::{Checked, Config};
+use crate::config::{Checked, Config, OnBadSnapshot};
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::{Registry, ShardFigures};
 use crate::middleware::registry::no_hooks;
@@ -9,7 +9,8 @@ use crate::middleware::{self, ConfiguredHooks, HookFactory};
 use crate::net::udp::{bind_group, GroupOptions};
 use crate::placement::owner::Owner;
 use crate::protocol::connection_id::ConnectionIdKey;
-use crate::shard::{self, heartbeat, mesh, Common, Plan};
+use crate::shard::{self, heartbeat, mesh, Common, Plan, Restored};
+use crate::storage::snapshot::{self, Found, Snapshots, TorrentRecord};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub struct Server {
 pub struct Running {
     executors: Vec<ExecutorJoinHandle<ShardFigures>>,
     heartbeat: std::thread::JoinHandle<()>,
+    snapshots: Option<(Arc<Snapshots>, std::thread::JoinHandle<()>)>,
     metrics: Option<Endpoint>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
@@ -84,6 +86,7 @@ impl Server {
             );
         }
         let owner = Owner::new(shards);
+        let (restored, kept_key) = self.restore(&owner, shards)?;
 
         // Every group binds shard 0's socket first, then 1's...: the
         // kernel's socket index is the shard id the BPF program returns.
@@ -136,12 +139,29 @@ impl Server {
         };
         let metrics_addrs = metrics.as_ref().map_or(Vec::new(), |m| m.addrs.clone());
         let threads = Arc::new(heartbeat::ShardThreads::new(shards));
+        let udp = &self.config.udp;
+        let lifetime = udp.connection_id_lifetime.as_secs() as u32;
+        let configured_key = !udp.connection_id_key.is_empty();
+        let connection_ids = match kept_key {
+            Some(keys) if !configured_key => ConnectionIdKey::from_keys(keys, lifetime),
+            _ => ConnectionIdKey::new(&udp.connection_id_key, lifetime),
+        };
+        let snapshot_config = &self.config.storage.snapshot;
+        let snapshots = if snapshot_config.path.is_empty() {
+            None
+        } else {
+            let plan = snapshot::writer::Plan {
+                path: snapshot_config.path.clone().into(),
+                interval: snapshot_config.interval,
+                shards,
+                connection_id_key: (!configured_key).then(|| connection_ids.keys()),
+            };
+            Some(snapshot::writer::start(plan, shutdown.clone())?)
+        };
         let common = Arc::new(Common {
             threads: threads.clone(),
-            connection_ids: ConnectionIdKey::new(
-                &self.config.udp.connection_id_key,
-                self.config.udp.connection_id_lifetime.as_secs() as u32,
-            ),
+            connection_ids,
+            snapshots: snapshots.as_ref().map(|(s, _)| s.clone()),
             owner,
             start: Instant::now(),
             shutdown: shutdown.clone(),
@@ -156,6 +176,7 @@ impl Server {
         let mut executors = Vec::with_capacity(shards);
         let links = mesh::full_mesh(shards, rt.channel_capacity);
         let sockets = per_shard.into_iter().zip(http_per_shard);
+        let mut restored = restored.into_iter();
         for ((id, (cpu, (udp_sockets, http_listeners))), links) in
             cpus.iter().zip(sockets).enumerate().zip(links)
         {
@@ -164,6 +185,7 @@ impl Server {
                 udp_sockets,
                 http_listeners,
                 links,
+                restored: restored.next().unwrap_or_default(),
             };
             let common = common.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
@@ -179,6 +201,9 @@ impl Server {
                 Ok(h) => executors.push(h),
                 Err(e) => {
                     shutdown.store(true, Ordering::Relaxed);
+                    if let Some((s, _)) = &snapshots {
+                        s.shards_gone();
+                    }
                     if let Some(m) = metrics {
                         m.join();
                     }
@@ -190,6 +215,9 @@ impl Server {
             Ok(h) => h,
             Err(e) => {
                 shutdown.store(true, Ordering::Relaxed);
+                if let Some((s, _)) = &snapshots {
+                    s.shards_gone();
+                }
                 if let Some(m) = metrics {
                     m.join();
                 }
@@ -200,6 +228,7 @@ impl Server {
         Ok(Running {
             executors,
             heartbeat,
+            snapshots,
             shutdown,
             common: common.clone(),
             udp_addrs,
@@ -207,6 +236,67 @@ impl Server {
             metrics_addrs,
             metrics,
         })
+    }
+}
+
+impl Server {
+    /// Reads `storage.snapshot.path` back, if set: each torrent goes to
+    /// the shard that owns it now. Returns the parts by shard and the
+    /// connection-id key the snapshot kept.
+    #[allow(clippy::type_complexity)]
+    fn restore(
+        &self,
+        owner: &Owner,
+        shards: usize,
+    ) -> io::Result<(Vec<Restored>, Option<(u64, u64)>)> {
+        let config = &self.config.storage.snapshot;
+        let mut parts: Vec<Restored> = (0..shards).map(|_| Restored::default()).collect();
+        if config.path.is_empty() {
+            return Ok((parts, None));
+        }
+        let path = std::path::Path::new(&config.path);
+        let (header, torrents) = match snapshot::read(path) {
+            Found::Nothing => {
+                tracing::info!(path = %path.display(), "no snapshot yet: starting empty");
+                return Ok((parts, None));
+            }
+            Found::Snapshot(header, torrents) => (header, torrents),
+            Found::Bad(why) => {
+                if config.on_bad_file == OnBadSnapshot::Fail {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("storage.snapshot: {why} (storage.snapshot.on_bad_file is fail)"),
+                    ));
+                }
+                match snapshot::set_aside(path) {
+                    Ok(aside) => tracing::error!(
+                        "storage.snapshot: {why}; moved to {} and starting empty",
+                        aside.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        "storage.snapshot: {why}; starting empty (cannot move it aside: {e})"
+                    ),
+                }
+                return Ok((parts, None));
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let elapsed = now.saturating_sub(header.created_unix);
+        let (count, peers) = (
+            torrents.len(),
+            torrents.iter().map(|t| t.peers.len()).sum::<usize>(),
+        );
+        for torrent in torrents {
+            let part: &mut Vec<TorrentRecord> = &mut parts[owner.of(&torrent.info_hash)].torrents;
+            part.push(torrent);
+        }
+        for part in &mut parts {
+            part.elapsed = elapsed;
+        }
+        tracing::info!(path = %path.display(), torrents = count, peers, age_secs = elapsed, "restoring the swarms of the snapshot");
+        Ok((parts, header.connection_id_key))
     }
 }
 
@@ -234,6 +324,12 @@ impl Running {
             }
         }
         let _ = self.heartbeat.join();
+        // Every shard sent its final part (or never will): the writer puts
+        // the snapshot in place and stops.
+        if let Some((snapshots, writer)) = self.snapshots {
+            snapshots.shards_gone();
+            let _ = writer.join();
+        }
         // The shards are gone: the endpoint stops too (a shard that failed
         // set the flag already).
         self.shutdown.store(true, Ordering::Relaxed);

@@ -29,6 +29,44 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub metrics: MetricsConfig,
     pub hooks: HooksConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub snapshot: SnapshotConfig,
+}
+
+/// Swarms written to disk and read back at start (`path` empty: off).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    pub path: String,
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    pub on_bad_file: OnBadSnapshot,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            interval: Duration::from_secs(5 * 60),
+            on_bad_file: OnBadSnapshot::StartEmpty,
+        }
+    }
+}
+
+/// What a start does with a snapshot it cannot read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadSnapshot {
+    /// Log why, set the file aside and start with empty swarms.
+    #[default]
+    StartEmpty,
+    /// Refuse to start.
+    Fail,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,6 +239,9 @@ pub struct TrackerConfig {
     pub max_scrape_infohashes: usize,
     #[serde(with = "duration")]
     pub peer_lifetime: Duration,
+    /// Per instance (each shard holds its share); 0 = no cap.
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
 }
 
 impl Default for TrackerConfig {
@@ -212,6 +253,8 @@ impl Default for TrackerConfig {
             max_numwant: 200,
             max_scrape_infohashes: 74,
             peer_lifetime: Duration::from_secs(45 * 60),
+            max_torrents: 2_000_000,
+            max_peers_per_torrent: 100_000,
         }
     }
 }
@@ -416,6 +459,25 @@ impl Config {
         }
         if t.peer_lifetime.as_secs() > u32::MAX as u64 / 2 {
             return Err("tracker.peer_lifetime: too long".into());
+        }
+        if t.max_torrents > 1 << 31 {
+            return Err("tracker.max_torrents: at most 2147483648 (0: no cap)".into());
+        }
+        if t.max_peers_per_torrent > 1 << 31 {
+            return Err("tracker.max_peers_per_torrent: at most 2147483648 (0: no cap)".into());
+        }
+        let snapshot = &self.storage.snapshot;
+        if !snapshot.path.is_empty() {
+            if snapshot.interval < Duration::from_secs(1) {
+                return Err("storage.snapshot.interval: must be at least 1s".into());
+            }
+            let path = Path::new(&snapshot.path);
+            if path.file_name().is_none() {
+                return Err(format!(
+                    "storage.snapshot.path: `{}` names no file",
+                    snapshot.path
+                ));
+            }
         }
         Ok(Checked {
             cpus: self.shard_cpus(),

@@ -81,6 +81,8 @@ fn figures(f: &ShardFigures) -> Value {
         "forwarded": named(&FORWARDED, &|i| c.forwarded(i)),
         "http_connections": { "accepted": c.http_accepted, "refused": c.http_refused },
         "torrents": s.torrents,
+        "evicted_torrents": s.evicted_torrents,
+        "unstored_peers": s.unstored_peers,
         "peers": s.v4.seeders + s.v4.leechers + s.v6.seeders + s.v6.leechers,
         "seeders": s.v4.seeders + s.v6.seeders,
         "leechers": s.v4.leechers + s.v6.leechers,

@@ -36,6 +36,8 @@ impl ShardFigures {
         self.counters.add(&other.counters);
         let (a, b) = (&mut self.swarms, &other.swarms);
         a.torrents += b.torrents;
+        a.evicted_torrents += b.evicted_torrents;
+        a.unstored_peers += b.unstored_peers;
         for (x, y) in [(&mut a.v4, &b.v4), (&mut a.v6, &b.v6)] {
             x.seeders += y.seeders;
             x.leechers += y.leechers;

@@ -210,6 +210,20 @@ pub fn render(g: &Gathered, process: &Process) -> String {
     }
     e.per_shard(
         g,
+        "shoal_evicted_torrents_total",
+        "counter",
+        "Torrents evicted (the least recently announced of a sample) to stay within tracker.max_torrents.",
+        |f, out| out(&[], f.swarms.evicted_torrents),
+    );
+    e.per_shard(
+        g,
+        "shoal_unstored_peers_total",
+        "counter",
+        "New peers answered but not stored because their torrent had tracker.max_peers_per_torrent.",
+        |f, out| out(&[], f.swarms.unstored_peers),
+    );
+    e.per_shard(
+        g,
         "shoal_expired_peers_total",
         "counter",
         "Peers dropped for not announcing within tracker.peer_lifetime.",

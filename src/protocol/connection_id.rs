@@ -43,6 +43,21 @@ impl ConnectionIdKey {
         }
     }
 
+    /// A key kept from an earlier run (its snapshot), so the ids it
+    /// handed out stay valid.
+    pub fn from_keys(keys: (u64, u64), lifetime_secs: u32) -> Self {
+        Self {
+            k0: keys.0,
+            k1: keys.1,
+            lifetime_secs,
+        }
+    }
+
+    /// The key itself, for a snapshot to keep.
+    pub fn keys(&self) -> (u64, u64) {
+        (self.k0, self.k1)
+    }
+
     fn tag(&self, stamp: u32, ip: IpAddr) -> u32 {
         let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
         h.write_u32(stamp);

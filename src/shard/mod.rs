@@ -8,6 +8,7 @@ mod gather;
 pub mod heartbeat;
 mod http;
 pub mod mesh;
+mod snapshot;
 mod udp;
 mod wait;
 
@@ -21,6 +22,8 @@ use crate::net::stream::Listener;
 use crate::placement::owner::Owner;
 use crate::protocol::connection_id::ConnectionIdKey;
 use crate::storage::memory::MemoryStore;
+use crate::storage::snapshot::{Snapshots, TorrentRecord};
+use crate::storage::Limits;
 use crate::tracker::{Settings, Tracker};
 use mesh::{Forward, Mesh};
 use std::cell::{Cell, RefCell};
@@ -50,6 +53,8 @@ pub struct Common {
     pub threads: Arc<heartbeat::ShardThreads>,
     /// Where the shards publish their figures for the metrics endpoint.
     pub metrics: Arc<Registry>,
+    /// The snapshot writer, when `storage.snapshot.path` is set.
+    pub snapshots: Option<Arc<Snapshots>>,
 }
 
 impl Common {
@@ -69,6 +74,16 @@ pub struct Plan {
     pub udp_sockets: Vec<socket2::Socket>,
     pub http_listeners: Vec<socket2::Socket>,
     pub links: mesh::Links,
+    /// This shard's torrents from the snapshot read at start.
+    pub restored: Restored,
+}
+
+/// A shard's part of a snapshot read back at start.
+#[derive(Default)]
+pub struct Restored {
+    pub torrents: Vec<TorrentRecord>,
+    /// Seconds since the snapshot was taken: the peers' lifetime spent.
+    pub elapsed: u64,
 }
 
 /// Time, read once per batch (vDSO, no system call).
@@ -111,6 +126,8 @@ pub(crate) struct Shard {
     udp: udp::UdpSide,
     http: http::HttpSide,
     mesh: Mesh,
+    /// The last snapshot generation this shard started exporting.
+    snapshot_generation: Cell<u64>,
 }
 
 impl Shard {
@@ -203,15 +220,23 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     };
     let mut seed = [0u8; 8];
     getrandom::getrandom(&mut seed).expect("the OS random source failed");
-    let tracker = Tracker::new(
+    let limits = Limits::per_shard(
+        config.tracker.max_torrents,
+        config.tracker.max_peers_per_torrent,
+        common.owner.shards(),
+    );
+    let mut tracker = Tracker::new(
         plan.id,
         Settings::new(&config.tracker, config.http.allow_ip_spoofing),
-        MemoryStore::default(),
+        MemoryStore::new(limits),
         common.configured_hooks.chain(plan.id, &common.linked_hooks),
         fastrand::Rng::with_seed(u64::from_le_bytes(seed)),
     );
+    let clock = Clock::read(common.start);
+    snapshot::restore(plan.id, &mut tracker, plan.restored, clock.mono);
     let shard = Rc::new(Shard {
         id: plan.id,
+        snapshot_generation: Cell::new(0),
         tracker: RefCell::new(tracker),
         counters: Counters::default(),
         latency: common.metrics.latency_histograms.then(Latency::default),
@@ -257,10 +282,12 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     while !common.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
         shard.housekeeping();
+        snapshot::maybe_start(&shard);
     }
     for task in tasks {
         task.cancel().await;
     }
+    snapshot::export_final(&shard);
     shard.tracker.borrow_mut().stop();
     common.threads.unregister(shard.id);
     shard.figures()

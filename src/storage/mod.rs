@@ -7,6 +7,7 @@
 //! dispatch: every call is monomorphised and inlined.
 
 pub mod memory;
+pub mod snapshot;
 
 use crate::bittorrent::{Client, Counts, InfoHash, PeerId};
 
@@ -67,12 +68,35 @@ pub struct PeerCount {
     pub leechers: usize,
 }
 
-/// What a store holds, for the gauges.
+/// What a store holds, for the gauges, and what its caps turned away.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SwarmTotals {
     pub torrents: usize,
     pub v4: PeerCount,
     pub v6: PeerCount,
+    /// Torrents evicted to make room under `tracker.max_torrents`.
+    pub evicted_torrents: u64,
+    /// New peers answered but not stored under
+    /// `tracker.max_peers_per_torrent`.
+    pub unstored_peers: u64,
+}
+
+/// How much a store may hold (0: no cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
+}
+
+impl Limits {
+    /// One shard's share of an instance's caps.
+    pub fn per_shard(max_torrents: usize, max_peers_per_torrent: usize, shards: usize) -> Self {
+        Self {
+            max_torrents: max_torrents.div_ceil(shards.max(1)),
+            // A torrent lives on one shard: its cap is not divided.
+            max_peers_per_torrent,
+        }
+    }
 }
 
 /// What one expiry slice did.
@@ -112,9 +136,17 @@ pub trait PeerStore {
     /// What the store holds, for the gauges (kept current, not counted).
     fn totals(&self) -> SwarmTotals;
 
-    /// Hands out every torrent: its infohash, completion count and peers
-    /// (for snapshots and hand-overs).
-    fn export(&self, visit: &mut dyn FnMut(&InfoHash, u32, &[StoredPeer]));
+    /// Hands out up to `budget` torrents from `cursor` on (start at 0): each
+    /// one's infohash, completion count and peers, for snapshots. Returns
+    /// where to go on, or `None` after the last. Between calls the store may
+    /// change: a torrent can then be missed or seen twice (importing is
+    /// idempotent).
+    fn export(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, u32, &[StoredPeer]),
+    ) -> Option<usize>;
 
     /// Takes a torrent back as `export` gave it (peers with their expiry
     /// times, already rebased to this store's clock), merging with what is

@@ -34,7 +34,7 @@ use crate::config::TrackerConfig;
 use crate::middleware::{AnnounceContext, Chain, Refusal, ScrapeContext};
 use crate::protocol::http::client_ip::normalize;
 use crate::protocol::udp;
-use crate::storage::{Expired, PeerSink, PeerStore, PeerUpdate, SwarmTotals, Want};
+use crate::storage::{Expired, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, Want};
 use std::net::IpAddr;
 
 /// The tracker's answer settings in wire units, from the config.
@@ -312,6 +312,22 @@ impl<S: PeerStore> Tracker<S> {
 
     pub fn totals(&self) -> SwarmTotals {
         self.store.totals()
+    }
+
+    /// Hands out a slice of the swarms (see `PeerStore::export`).
+    pub fn export(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, u32, &[StoredPeer]),
+    ) -> Option<usize> {
+        self.store.export(cursor, budget, visit)
+    }
+
+    /// Takes a torrent back from a snapshot, its peers' expiry already on
+    /// this store's clock.
+    pub fn import(&mut self, info_hash: &InfoHash, downloaded: u32, peers: &[StoredPeer]) {
+        self.store.import(info_hash, downloaded, peers);
     }
 
     /// Stops the hooks (the shard is stopping).

@@ -6,8 +6,8 @@ pub mod peer_list;
 pub mod slot_index;
 
 use super::{
-    Expired, PeerCount, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, V4Addr, V6Addr,
-    Want,
+    Expired, Limits, PeerCount, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, V4Addr,
+    V6Addr, Want,
 };
 use crate::bittorrent::{Client, Counts, InfoHash};
 use peer_list::{AddrHasher, PeerList, PeerMeta, WireAddr};
@@ -38,6 +38,27 @@ impl Torrent {
             downloaded: self.downloaded,
             downloaders: 0,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.as_ref().map_or(0, |l| l.len())
+    }
+
+    fn contains(&self, peer: Client, h: &AddrHasher) -> bool {
+        match peer.ip {
+            IpAddr::V4(ip) => self.v4.find(&wire_v4(ip, peer.port), h).is_some(),
+            IpAddr::V6(ip) => self
+                .v6
+                .as_ref()
+                .is_some_and(|l| l.find(&wire_v6(ip, peer.port), h).is_some()),
+        }
+    }
+
+    /// When it was last announced to, as its latest peer expiry says (every
+    /// announce sets now + peer_lifetime).
+    fn last_announce(&self) -> u32 {
+        let latest = |meta: &[PeerMeta]| meta.iter().map(|m| m.expires).max().unwrap_or(0);
+        latest(self.v4.meta()).max(self.v6.as_ref().map_or(0, |l| latest(l.meta())))
     }
 
     fn scrape_counts(&self) -> Counts {
@@ -108,9 +129,22 @@ pub struct MemoryStore {
     /// Seeders and leechers over every torrent, by family (0: IPv4,
     /// 1: IPv6), kept as peers come and go: the gauges cost no sweep.
     totals: [PeerCount; 2],
+    limits: Limits,
+    evicted_torrents: u64,
+    unstored_peers: u64,
 }
 
+/// Torrents sampled for the least recently announced when one must go.
+const EVICTION_SAMPLES: usize = 16;
+
 impl MemoryStore {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
     pub fn torrent_count(&self) -> usize {
         self.torrents.len()
     }
@@ -122,19 +156,55 @@ impl MemoryStore {
             .map(|p| p as usize)
     }
 
-    /// The torrent's position, added empty if new.
+    /// The torrent's position, added empty if new (evicting one when the
+    /// store is at `max_torrents`).
     #[inline]
-    fn position_or_insert(&mut self, info_hash: &InfoHash) -> usize {
+    fn position_or_insert(&mut self, info_hash: &InfoHash, rng: &mut fastrand::Rng) -> usize {
         let hash = self.hasher.hash_one(info_hash);
         match self.position(hash, info_hash) {
             Some(p) => p,
             None => {
+                let cap = self.limits.max_torrents;
+                if cap != 0 && self.torrents.len() >= cap {
+                    self.evict_one(rng);
+                }
                 self.torrents.push((*info_hash, Torrent::default()));
                 let p = self.torrents.len() - 1;
                 self.index.insert(hash, p as u32);
                 p
             }
         }
+    }
+
+    /// Evicts the least recently announced of a few torrents sampled at
+    /// random (an approximate LRU, as Redis does: exact order would cost
+    /// every announce two more cache misses on its list neighbours).
+    #[cold]
+    fn evict_one(&mut self, rng: &mut fastrand::Rng) {
+        let n = self.torrents.len();
+        if n == 0 {
+            return;
+        }
+        let oldest = (0..EVICTION_SAMPLES.min(n))
+            .map(|_| rng.usize(0..n))
+            .min_by_key(|&p| self.torrents[p].1.last_announce())
+            .expect("at least one sample");
+        let torrent = &self.torrents[oldest].1;
+        self.totals[0].shift(PeerCount::of(&torrent.v4), PeerCount::default());
+        if let Some(v6) = &torrent.v6 {
+            self.totals[1].shift(PeerCount::of(v6), PeerCount::default());
+        }
+        // The last torrent moves into `oldest`: the sweep may visit it a
+        // pass late, which expiry tolerates.
+        self.remove_at(oldest);
+        self.evicted_torrents += 1;
+    }
+
+    /// Whether a new peer fits the torrent at `position`.
+    #[inline]
+    fn has_room(&self, position: usize) -> bool {
+        let cap = self.limits.max_peers_per_torrent;
+        cap == 0 || self.torrents[position].1.len() < cap
     }
 
     /// Removes the torrent at `position`; the last one moves into its place.
@@ -202,23 +272,39 @@ impl PeerStore for MemoryStore {
         rng: &mut fastrand::Rng,
         sink: &mut S,
     ) -> Counts {
-        let position = self.position_or_insert(&update.info_hash);
+        let position = self.position_or_insert(&update.info_hash, rng);
         let meta = PeerMeta {
             peer_id: update.peer_id,
             expires: update.expires,
             paused: update.paused,
         };
+        // Past the peer cap a new peer is answered but not stored; the
+        // peers already there keep their place.
+        let stored = self.has_room(position)
+            || self.torrents[position]
+                .1
+                .contains(update.peer, &self.peer_hasher);
         let torrent = &mut self.torrents[position].1;
-        let up = upsert(
-            torrent,
-            &self.peer_hasher,
-            &mut self.totals,
-            update.peer,
-            meta,
-            update.seeder,
-        );
+        let up = if stored {
+            upsert(
+                torrent,
+                &self.peer_hasher,
+                &mut self.totals,
+                update.peer,
+                meta,
+                update.seeder,
+            )
+        } else {
+            self.unstored_peers += 1;
+            Upsert {
+                v4: None,
+                v6: None,
+                was_seeder: true,
+            }
+        };
         // Only a real leecher-to-seeder step counts: repeating `completed`
-        // (or sending it with bytes left) must not inflate the count.
+        // (or sending it with bytes left) must not inflate the count, nor
+        // can a peer that is not stored.
         if update.completed && update.seeder && !up.was_seeder {
             torrent.downloaded = torrent.downloaded.saturating_add(1);
         }
@@ -319,12 +405,20 @@ impl PeerStore for MemoryStore {
             torrents: self.torrents.len(),
             v4: self.totals[0],
             v6: self.totals[1],
+            evicted_torrents: self.evicted_torrents,
+            unstored_peers: self.unstored_peers,
         }
     }
 
-    fn export(&self, visit: &mut dyn FnMut(&InfoHash, u32, &[StoredPeer])) {
+    fn export(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, u32, &[StoredPeer]),
+    ) -> Option<usize> {
+        let end = cursor.saturating_add(budget).min(self.torrents.len());
         let mut peers = Vec::new();
-        for (info_hash, torrent) in &self.torrents {
+        for (info_hash, torrent) in self.torrents.get(cursor..end).unwrap_or_default() {
             peers.clear();
             stored(&torrent.v4, client_of_v4, &mut peers);
             if let Some(v6) = &torrent.v6 {
@@ -332,11 +426,18 @@ impl PeerStore for MemoryStore {
             }
             visit(info_hash, torrent.downloaded, &peers);
         }
+        (end < self.torrents.len()).then_some(end)
     }
 
     fn import(&mut self, info_hash: &InfoHash, downloaded: u32, peers: &[StoredPeer]) {
-        let position = self.position_or_insert(info_hash);
+        // Deterministic: only an eviction at the cap draws from it.
+        let mut rng = fastrand::Rng::with_seed(self.torrents.len() as u64);
+        let position = self.position_or_insert(info_hash, &mut rng);
         for p in peers {
+            if !self.has_room(position) {
+                self.unstored_peers += 1;
+                continue;
+            }
             let meta = PeerMeta {
                 peer_id: p.peer_id,
                 expires: p.expires,
@@ -525,10 +626,13 @@ mod tests {
         put(&mut a, &update(2, client("10.0.0.3", 3), true, 60), ALL);
         let mut b = MemoryStore::default();
         let mut seen = 0;
-        a.export(&mut |ih, downloaded, peers| {
-            seen += peers.len();
-            b.import(ih, downloaded, peers);
-        });
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            cursor = a.export(from, 1, &mut |ih, downloaded, peers| {
+                seen += peers.len();
+                b.import(ih, downloaded, peers);
+            });
+        }
         assert_eq!(seen, 3);
         assert_eq!(a.totals(), b.totals());
         for ih in [[1u8; 20], [2; 20]] {
@@ -536,11 +640,83 @@ mod tests {
         }
         assert_eq!(b.scrape(&[1; 20]).downloaded, 1);
         let mut exported = Vec::new();
-        b.export(&mut |_, _, peers| exported.extend_from_slice(peers));
+        assert_eq!(
+            b.export(0, 100, &mut |_, _, peers| exported.extend_from_slice(peers)),
+            None
+        );
         let v6 = exported.iter().find(|p| p.peer.ip.is_ipv6()).unwrap();
         assert_eq!((v6.peer.port, v6.expires, v6.seeder), (2, 50, false));
         // Expiry times travel as given: the importer rebases them.
         b.expire(55, 10);
         assert_eq!(b.totals().torrents, 1);
+    }
+
+    #[test]
+    fn the_torrent_cap_evicts_the_least_recently_announced() {
+        let mut s = MemoryStore::new(Limits {
+            max_torrents: 100,
+            max_peers_per_torrent: 0,
+        });
+        let ih = |n: u32| {
+            let mut h = [0u8; 20];
+            h[..4].copy_from_slice(&n.to_be_bytes());
+            h
+        };
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut at = |s: &mut MemoryStore, n: u32, expires: u32| {
+            let u = PeerUpdate {
+                info_hash: ih(n),
+                ..update(0, client("10.0.0.1", 1), false, expires)
+            };
+            s.put(
+                &u,
+                ALL,
+                &mut rng,
+                &mut Collect {
+                    v4: vec![],
+                    v6: vec![],
+                },
+            );
+        };
+        // 50 old torrents, then 50 announced later, then a flood of 1,000.
+        for n in 0..50 {
+            at(&mut s, n, 100);
+        }
+        for n in 50..100 {
+            at(&mut s, n, 5_000);
+        }
+        for n in 1000..2000 {
+            at(&mut s, n, 10_000 + n);
+        }
+        let totals = s.totals();
+        assert_eq!(totals.torrents, 100, "the cap holds");
+        assert_eq!(totals.evicted_torrents, 1000);
+        assert_eq!(totals.v4.leechers, 100, "evicted peers left the gauges");
+        let survivors =
+            |range: std::ops::Range<u32>| range.filter(|n| s.scrape(&ih(*n)).leechers == 1).count();
+        // Sampling 16 picks an old torrent while any is left: the old ones
+        // go first, and the newest of the flood stay.
+        assert_eq!(survivors(0..50), 0);
+        assert_eq!(survivors(50..100), 0);
+        assert!(survivors(1900..2000) >= 60, "{}", survivors(1900..2000));
+    }
+
+    #[test]
+    fn past_the_peer_cap_new_peers_are_answered_but_not_stored() {
+        let mut s = MemoryStore::new(Limits {
+            max_torrents: 0,
+            max_peers_per_torrent: 3,
+        });
+        for port in 1..=3 {
+            put(&mut s, &update(1, client("10.0.0.1", port), false, 9), ALL);
+        }
+        let (counts, peers) = put(&mut s, &update(1, client("10.0.0.2", 9), false, 9), ALL);
+        assert_eq!(peers.v4.len(), 3, "answered with the stored peers");
+        assert_eq!(counts.leechers, 3, "not stored");
+        assert_eq!(s.totals().unstored_peers, 1);
+        // A stored peer still updates (here: becomes a seeder).
+        let (counts, _) = put(&mut s, &update(1, client("10.0.0.1", 2), true, 9), ALL);
+        assert_eq!((counts.seeders, counts.leechers), (1, 2));
+        assert_eq!(s.totals().unstored_peers, 1);
     }
 }
