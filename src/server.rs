@@ -255,6 +255,7 @@ impl Server {
             return Ok((parts, None));
         }
         let path = std::path::Path::new(&config.path);
+        let started = std::time::Instant::now();
         let (header, torrents) = match snapshot::read(path) {
             Found::Nothing => {
                 tracing::info!(path = %path.display(), "no snapshot yet: starting empty");
@@ -295,7 +296,14 @@ impl Server {
         for part in &mut parts {
             part.elapsed = elapsed;
         }
-        tracing::info!(path = %path.display(), torrents = count, peers, age_secs = elapsed, "restoring the swarms of the snapshot");
+        tracing::info!(
+            path = %path.display(),
+            torrents = count,
+            peers,
+            age_secs = elapsed,
+            read_ms = started.elapsed().as_millis() as u64,
+            "snapshot read; restoring its swarms"
+        );
         Ok((parts, header.connection_id_key))
     }
 }
