@@ -492,3 +492,45 @@ fn refusals_reach_the_client_despite_unread_bytes() {
         writer.join().unwrap();
     }
 }
+
+#[test]
+fn prefer_subnet_hands_out_the_announcers_subnet_first() {
+    let t = Tracker::start(&[
+        "http.allow_ip_spoofing=true",
+        "tracker.prefer_subnet={ipv4_prefix: 24, ipv6_prefix: 64}",
+    ]);
+    let mut http = HttpClient::connect(t.v4);
+    let ih = random_hash();
+    // 30 peers in 30 subnets, 3 of them beside the announcer (10.9.9.0/24).
+    for n in 0..30u8 {
+        let ip = if n < 3 {
+            format!("10.9.9.{n}")
+        } else {
+            format!("10.{n}.0.1")
+        };
+        http.get(&announce_target(
+            &ih,
+            &peer_id(n),
+            6000 + n as u16,
+            5,
+            &format!("&ip={ip}&numwant=0"),
+        ));
+    }
+    for _ in 0..10 {
+        let r = http.get(&announce_target(
+            &ih,
+            &peer_id(99),
+            7000,
+            5,
+            "&ip=10.9.9.200&numwant=5",
+        ));
+        let v = r.bencode();
+        let peers = compact_peers(&v, "peers", 6);
+        assert_eq!(peers.len(), 5);
+        assert!(
+            peers[..3].iter().all(|p| p[..3] == [10, 9, 9]),
+            "the near peers first: {peers:?}"
+        );
+        assert!(peers[3..].iter().all(|p| p[..3] != [10, 9, 9]));
+    }
+}

@@ -242,6 +242,16 @@ pub struct TrackerConfig {
     /// Per instance (each shard holds its share); 0 = no cap.
     pub max_torrents: usize,
     pub max_peers_per_torrent: usize,
+    /// Peers in the announcer's subnet first (off: `null`).
+    pub prefer_subnet: Option<PreferSubnet>,
+}
+
+/// Prefix lengths that make two addresses one subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferSubnet {
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 impl Default for TrackerConfig {
@@ -255,6 +265,7 @@ impl Default for TrackerConfig {
             peer_lifetime: Duration::from_secs(45 * 60),
             max_torrents: 2_000_000,
             max_peers_per_torrent: 100_000,
+            prefer_subnet: None,
         }
     }
 }
@@ -465,6 +476,20 @@ impl Config {
         }
         if t.max_peers_per_torrent > 1 << 31 {
             return Err("tracker.max_peers_per_torrent: at most 2147483648 (0: no cap)".into());
+        }
+        if let Some(p) = t.prefer_subnet {
+            if !(1..=32).contains(&p.ipv4_prefix) {
+                return Err(format!(
+                    "tracker.prefer_subnet.ipv4_prefix: {} is not between 1 and 32",
+                    p.ipv4_prefix
+                ));
+            }
+            if !(1..=128).contains(&p.ipv6_prefix) {
+                return Err(format!(
+                    "tracker.prefer_subnet.ipv6_prefix: {} is not between 1 and 128",
+                    p.ipv6_prefix
+                ));
+            }
         }
         let snapshot = &self.storage.snapshot;
         if !snapshot.path.is_empty() {

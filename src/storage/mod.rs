@@ -49,6 +49,9 @@ pub struct Want {
     pub other_family: bool,
     /// Seeders are handed leechers only.
     pub leechers_only: bool,
+    /// With `tracker.prefer_subnet`: the prefix length (bits) of the
+    /// announcer's family; peers sharing that prefix with it come first.
+    pub near: Option<u8>,
 }
 
 /// A stored peer as `export` hands it out and `import` takes it back.

@@ -24,13 +24,16 @@
 //! - **Address.** The swarm stores the request's source address, or with
 //!   `http.allow_ip_spoofing` the one the client claimed (BEP 7 `ip=`);
 //!   HTTP answers report it as `external ip` (BEP 24).
+//! - **Subnet preference** (`tracker.prefer_subnet`, off by default): peers
+//!   sharing the announcer's IPv4 /n or IPv6 /n prefix come first, then a
+//!   random choice of the rest.
 //! - **Intervals** come from the config and may be changed by a hook.
 
 #[cfg(test)]
 mod tests;
 
 use crate::bittorrent::{Announce, Client, Counts, Event, InfoHash, Protocol};
-use crate::config::TrackerConfig;
+use crate::config::{PreferSubnet, TrackerConfig};
 use crate::middleware::{AnnounceContext, Chain, Refusal, ScrapeContext};
 use crate::protocol::http::client_ip::normalize;
 use crate::protocol::udp;
@@ -49,6 +52,8 @@ pub struct Settings {
     pub max_scrape: usize,
     /// BEP 7: believe the address a client claims.
     pub allow_ip_spoofing: bool,
+    /// Peers in the announcer's subnet first.
+    pub prefer_subnet: Option<PreferSubnet>,
 }
 
 impl Settings {
@@ -61,6 +66,7 @@ impl Settings {
             peer_lifetime: tracker.peer_lifetime.as_secs() as u32,
             max_scrape: tracker.max_scrape_infohashes,
             allow_ip_spoofing,
+            prefer_subnet: tracker.prefer_subnet,
         }
     }
 }
@@ -243,6 +249,13 @@ impl<S: PeerStore> Tracker<S> {
                 total: (requested.min(s.max_numwant) as usize).min(room.own_family),
                 other_family: room.other_family,
                 leechers_only: announce.is_seeder(),
+                near: s.prefer_subnet.map(|p| {
+                    if client.ip.is_ipv4() {
+                        p.ipv4_prefix
+                    } else {
+                        p.ipv6_prefix
+                    }
+                }),
             };
             let update = PeerUpdate {
                 info_hash,

@@ -35,6 +35,7 @@ fn settings() -> Settings {
         peer_lifetime: 2700,
         max_scrape: 74,
         allow_ip_spoofing: false,
+        prefer_subnet: None,
     }
 }
 

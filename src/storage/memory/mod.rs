@@ -4,6 +4,7 @@
 
 pub mod peer_list;
 pub mod slot_index;
+pub mod subnet;
 
 use super::{
     Expired, Limits, PeerCount, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, V4Addr,
@@ -132,6 +133,8 @@ pub struct MemoryStore {
     limits: Limits,
     evicted_torrents: u64,
     unstored_peers: u64,
+    /// Reused by subnet preference.
+    scratch: Vec<u32>,
 }
 
 /// Torrents sampled for the least recently announced when one must go.
@@ -320,14 +323,45 @@ impl PeerStore for MemoryStore {
             Some(list) => sample(list, n, only, exclude, rng, |a, m| sink.v6(a, m)),
             None => 0,
         };
-        if update.peer.ip.is_ipv4() {
-            left -= v4(left, up.v4, rng, sink);
-            if want.other_family {
-                v6(left, None, rng, sink);
+        let scratch = &mut self.scratch;
+        match (update.peer.ip, want.near) {
+            (IpAddr::V4(ip), Some(bits)) => {
+                let near = wire_v4(ip, update.peer.port);
+                left -= subnet::sample(
+                    &torrent.v4,
+                    left,
+                    only,
+                    up.v4,
+                    &near,
+                    bits,
+                    rng,
+                    scratch,
+                    |a, m| sink.v4(a, m),
+                );
             }
-        } else {
-            left -= v6(left, up.v6, rng, sink);
-            if want.other_family {
+            (IpAddr::V6(ip), Some(bits)) => {
+                if let Some(list) = &torrent.v6 {
+                    let near = wire_v6(ip, update.peer.port);
+                    left -= subnet::sample(
+                        list,
+                        left,
+                        only,
+                        up.v6,
+                        &near,
+                        bits,
+                        rng,
+                        scratch,
+                        |a, m| sink.v6(a, m),
+                    );
+                }
+            }
+            (IpAddr::V4(_), None) => left -= v4(left, up.v4, rng, sink),
+            (IpAddr::V6(_), None) => left -= v6(left, up.v6, rng, sink),
+        }
+        if want.other_family {
+            if update.peer.ip.is_ipv4() {
+                v6(left, None, rng, sink);
+            } else {
                 v4(left, None, rng, sink);
             }
         }
@@ -541,6 +575,7 @@ mod tests {
         total: 50,
         other_family: true,
         leechers_only: false,
+        near: None,
     };
 
     #[test]
@@ -582,6 +617,7 @@ mod tests {
             total,
             other_family,
             leechers_only: false,
+            near: None,
         };
         let (_, got) = put(
             &mut s,
