@@ -166,6 +166,7 @@ fn run(t: &mut MemoryTracker, announce: &mut Announce, from: u32, sink: &mut Cou
         protocol: Protocol::Http,
         source: source(from),
         claimed: None,
+        dual: Default::default(),
     };
     let _ = t.announce(origin, announce, Room::HTTP, 0, sink, &mut Vec::new());
 }
@@ -175,7 +176,7 @@ fn run(t: &mut MemoryTracker, announce: &mut Announce, from: u32, sink: &mut Cou
 fn filled(torrents: u32, peers: u32) -> MemoryTracker {
     let mut t = Tracker::new(
         0,
-        Settings::new(&TrackerConfig::default(), false),
+        Settings::new(&TrackerConfig::default(), false, false),
         MemoryStore::default(),
         Chain::default(),
         fastrand::Rng::with_seed(7),

@@ -534,3 +534,50 @@ fn prefer_subnet_hands_out_the_announcers_subnet_first() {
         assert!(peers[3..].iter().all(|p| p[..3] != [10, 9, 9]));
     }
 }
+
+/// Peer 1 announces over IPv4 and names its IPv6 address (BEP 7 `ipv6=`).
+fn announce_dual(http: &mut HttpClient, ih: &[u8; 20], extra: &str) {
+    let extra = format!("{extra}&ipv6={}", encode(b"2001:db8::7"));
+    http.get(&announce_target(ih, &peer_id(1), 6001, 5, &extra));
+}
+
+#[test]
+fn dual_stacked_peers_are_one_peer_in_both_lists() {
+    let t = Tracker::start(&["http.dual_stack=true"]);
+    let mut http = HttpClient::connect(t.v4);
+    let ih = random_hash();
+    announce_dual(&mut http, &ih, "");
+    let r = http.get(&announce_target(&ih, &peer_id(2), 6002, 5, ""));
+    let v = r.bencode();
+    assert_eq!(v.int("incomplete"), 2, "the dual-stacked peer counts once");
+    assert_eq!(compact_peers(&v, "peers", 6), vec![v4_peer(6001)]);
+    let mut v6 = "2001:db8::7"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets()
+        .to_vec();
+    v6.extend_from_slice(&6001u16.to_be_bytes());
+    assert_eq!(
+        compact_peers(&v, "peers6", 18),
+        vec![v6],
+        "and is handed out in peers6"
+    );
+    let scraped = {
+        let r = http.get(&format!("/scrape?info_hash={}", encode(&ih)));
+        r.bencode().dict("files").dict(ih).int("incomplete")
+    };
+    assert_eq!(scraped, 2);
+    // A stop removes both addresses.
+    announce_dual(&mut http, &ih, "&event=stopped");
+    let r = http.get(&announce_target(&ih, &peer_id(2), 6002, 5, ""));
+    let v = r.bencode();
+    assert_eq!(v.int("incomplete"), 1);
+    assert!(v.bytes("peers").is_empty() && v.bytes("peers6").is_empty());
+
+    // Off (the default), the named address is not believed.
+    let t = Tracker::start(&[]);
+    let mut http = HttpClient::connect(t.v4);
+    announce_dual(&mut http, &ih, "");
+    let r = http.get(&announce_target(&ih, &peer_id(2), 6002, 5, ""));
+    assert!(r.bencode().bytes("peers6").is_empty());
+}

@@ -194,6 +194,9 @@ pub struct HttpConfig {
     pub announce_routes: Vec<String>,
     pub scrape_routes: Vec<String>,
     pub allow_ip_spoofing: bool,
+    /// BEP 7: believe a client's `ipv4=` / `ipv6=` address of the other
+    /// family than the one it connected from (a dual-stacked peer).
+    pub dual_stack: bool,
     pub real_ip_header: String,
     pub trusted_proxies: Vec<String>,
     pub max_connections: usize,
@@ -216,6 +219,7 @@ impl Default for HttpConfig {
             announce_routes: vec!["/announce".into()],
             scrape_routes: vec!["/scrape".into()],
             allow_ip_spoofing: false,
+            dual_stack: false,
             real_ip_header: String::new(),
             trusted_proxies: Vec::new(),
             max_connections: 10_000,

@@ -173,6 +173,7 @@ impl Shard {
             protocol: Protocol::Udp,
             source: from.ip(),
             claimed: None,
+            dual: Default::default(),
         };
         let (head, body) = slot.split_at_mut(udp::ANNOUNCE_RESPONSE_HEADER_LEN);
         let mut peers = UdpPeers {

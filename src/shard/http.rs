@@ -16,7 +16,7 @@ use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
 use crate::protocol::http::head::{head_end, parse_head, HeadError};
 use crate::protocol::http::query;
 use crate::protocol::http::route::{Route, Routes};
-use crate::tracker::{AfterAnnounce, Origin, Rejection, ScrapeRequest};
+use crate::tracker::{AfterAnnounce, Dual, Origin, Rejection, ScrapeRequest};
 use socket2::Socket;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
@@ -379,6 +379,10 @@ impl Shard {
                 protocol: Protocol::Http,
                 source,
                 claimed: parsed.ip,
+                dual: Dual {
+                    ipv4: parsed.ipv4,
+                    ipv6: parsed.ipv6,
+                },
             },
             announce,
             compact: parsed.compact,

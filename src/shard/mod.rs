@@ -227,7 +227,11 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     );
     let mut tracker = Tracker::new(
         plan.id,
-        Settings::new(&config.tracker, config.http.allow_ip_spoofing),
+        Settings::new(
+            &config.tracker,
+            config.http.allow_ip_spoofing,
+            config.http.dual_stack,
+        ),
         MemoryStore::new(limits),
         common.configured_hooks.chain(plan.id, &common.linked_hooks),
         fastrand::Rng::with_seed(u64::from_le_bytes(seed)),

@@ -29,6 +29,9 @@ pub struct PeerUpdate {
     pub info_hash: InfoHash,
     /// The stored address: the client's IP and announced port.
     pub peer: Client,
+    /// The same peer's address in the other family (BEP 7 dual stack):
+    /// stored too, handed out in that family's list, counted once.
+    pub twin: Option<Client>,
     pub peer_id: PeerId,
     pub seeder: bool,
     /// BEP 21: a partial seed, counted with leechers but not downloading.

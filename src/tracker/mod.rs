@@ -27,6 +27,9 @@
 //! - **Subnet preference** (`tracker.prefer_subnet`, off by default): peers
 //!   sharing the announcer's IPv4 /n or IPv6 /n prefix come first, then a
 //!   random choice of the rest.
+//! - **Dual-stacked peers** (BEP 7, `http.dual_stack`): an IPv4 client that
+//!   names its IPv6 address (or the other way round) is one peer with both
+//!   addresses: it is handed out in both lists and counted once.
 //! - **Intervals** come from the config and may be changed by a hook.
 
 #[cfg(test)]
@@ -52,12 +55,14 @@ pub struct Settings {
     pub max_scrape: usize,
     /// BEP 7: believe the address a client claims.
     pub allow_ip_spoofing: bool,
+    /// BEP 7: store a dual-stacked client's other-family address with it.
+    pub dual_stack: bool,
     /// Peers in the announcer's subnet first.
     pub prefer_subnet: Option<PreferSubnet>,
 }
 
 impl Settings {
-    pub fn new(tracker: &TrackerConfig, allow_ip_spoofing: bool) -> Self {
+    pub fn new(tracker: &TrackerConfig, allow_ip_spoofing: bool, dual_stack: bool) -> Self {
         Self {
             interval: tracker.announce_interval.as_secs() as u32,
             min_interval: tracker.min_announce_interval.as_secs() as u32,
@@ -66,6 +71,7 @@ impl Settings {
             peer_lifetime: tracker.peer_lifetime.as_secs() as u32,
             max_scrape: tracker.max_scrape_infohashes,
             allow_ip_spoofing,
+            dual_stack,
             prefer_subnet: tracker.prefer_subnet,
         }
     }
@@ -105,6 +111,17 @@ pub struct Origin {
     /// The address the client claims (HTTP `ip=`), believed only with
     /// `http.allow_ip_spoofing`.
     pub claimed: Option<IpAddr>,
+    /// BEP 7: the addresses a dual-stacked client names per family (HTTP
+    /// `ipv4=` / `ipv6=`); the one of the other family than the stored
+    /// address is believed with `http.dual_stack`.
+    pub dual: Dual,
+}
+
+/// A client's own word on its address in each family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dual {
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// What to tell an announcer: the protocol encodes it, with the peers the
@@ -241,8 +258,22 @@ impl<S: PeerStore> Tracker<S> {
                 port: announce.port,
             };
         }
+        // The same peer's address in the other family, if it named one.
+        let twin = match client.ip {
+            _ if !s.dual_stack => None,
+            IpAddr::V4(_) => origin.dual.ipv6.map(IpAddr::V6),
+            IpAddr::V6(_) => origin.dual.ipv4.map(IpAddr::V4),
+        }
+        .map(|ip| Client {
+            ip,
+            port: announce.port,
+        });
         let counts = if announce.event == Event::Stopped {
-            self.store.remove(&info_hash, client)
+            let counts = self.store.remove(&info_hash, client);
+            match twin {
+                Some(twin) => self.store.remove(&info_hash, twin),
+                None => counts,
+            }
         } else {
             let requested = announce.numwant.unwrap_or(s.default_numwant);
             let want = Want {
@@ -260,6 +291,7 @@ impl<S: PeerStore> Tracker<S> {
             let update = PeerUpdate {
                 info_hash,
                 peer: client,
+                twin,
                 peer_id: announce.peer_id,
                 seeder: announce.is_seeder(),
                 paused: announce.event == Event::Paused,

@@ -35,6 +35,7 @@ fn settings() -> Settings {
         peer_lifetime: 2700,
         max_scrape: 74,
         allow_ip_spoofing: false,
+        dual_stack: false,
         prefer_subnet: None,
     }
 }
@@ -74,6 +75,7 @@ struct Call {
     source: &'static str,
     announce: Announce,
     claimed: Option<&'static str>,
+    dual: Dual,
     now: u32,
 }
 
@@ -83,6 +85,7 @@ fn call(source: &'static str, announce: Announce) -> Call {
         source,
         announce,
         claimed: None,
+        dual: Dual::default(),
         now: 0,
     }
 }
@@ -103,6 +106,7 @@ impl Call {
             protocol: self.protocol,
             source,
             claimed: self.claimed.map(|c| c.parse().unwrap()),
+            dual: self.dual,
         };
         let mut sink = Collect::default();
         let mut announce = self.announce;
@@ -357,6 +361,7 @@ fn hooks_refuse_change_and_observe() {
         protocol: Protocol::Udp,
         source: "10.0.0.1".parse().unwrap(),
         claimed: None,
+        dual: Default::default(),
     };
     let mut after = Vec::new();
     let a = t
@@ -401,6 +406,7 @@ fn stages_decide_which_half_of_a_hook_runs() {
         protocol: Protocol::Http,
         source: "10.0.0.1".parse().unwrap(),
         claimed: None,
+        dual: Default::default(),
     };
     t.announce(
         origin,
@@ -494,4 +500,49 @@ fn totals_follow_announces_stops_and_expiry() {
     );
     assert_eq!(t.expire(250).torrents, 1);
     assert_eq!(t.totals(), SwarmTotals::default());
+}
+
+#[test]
+fn a_dual_stacked_peer_is_one_peer_in_both_families() {
+    let dual = Dual {
+        ipv4: None,
+        ipv6: Some("2001:db8::7".parse().unwrap()),
+    };
+    let mut t = tracker_with(
+        Settings {
+            dual_stack: true,
+            ..settings()
+        },
+        Vec::new(),
+    );
+    let mut both = call("10.0.0.1", announce(1, 5, Event::Started));
+    both.dual = dual;
+    let (a, _) = both.ok(&mut t);
+    assert_eq!(a.counts.leechers, 1, "counted once");
+    let (a, peers) = call("10.0.0.2", announce(1, 0, Event::None)).ok(&mut t);
+    assert_eq!((a.counts.seeders, a.counts.leechers), (1, 1));
+    assert_eq!(
+        (peers.v4.len(), peers.v6.len()),
+        (1, 1),
+        "in peers and peers6"
+    );
+    assert_eq!(t.scrape(&[1; 20]).leechers, 1);
+    // It never gets itself back through its other address.
+    let mut again = call("10.0.0.1", announce(1, 5, Event::None));
+    again.dual = dual;
+    let (_, peers) = again.ok(&mut t);
+    assert_eq!((peers.v4.len(), peers.v6.len()), (1, 0));
+    // A stop removes both addresses.
+    let mut stop = call("10.0.0.1", announce(1, 5, Event::Stopped));
+    stop.dual = dual;
+    let (a, _) = stop.ok(&mut t);
+    assert_eq!((a.counts.seeders, a.counts.leechers), (1, 0));
+    assert_eq!(t.totals().v6.leechers, 0);
+
+    // Without http.dual_stack the named address is not believed.
+    let mut t = tracker();
+    let mut both = call("10.0.0.1", announce(1, 5, Event::Started));
+    both.dual = dual;
+    both.ok(&mut t);
+    assert_eq!(t.totals().v6, PeerCount::default());
 }

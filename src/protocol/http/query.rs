@@ -21,6 +21,10 @@ pub struct HttpAnnounce {
     /// BEP 7: the last usable `ip`, `ipv4` (IPv4 only) or `ipv6` (IPv6
     /// only). Unusable values (hostnames, the wrong family) are ignored.
     pub ip: Option<IpAddr>,
+    /// BEP 7's `ipv4=` and `ipv6=` on their own: the addresses a
+    /// dual-stacked client has in each family.
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -64,6 +68,8 @@ struct RawAnnounce<'q> {
     /// IP values are resolved during the scan, in query order, since the
     /// three keys feed one field: the last usable one wins.
     ip: Option<IpAddr>,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
 }
 
 impl<'q> RawAnnounce<'q> {
@@ -85,6 +91,11 @@ impl<'q> RawAnnounce<'q> {
                 b"ip" | b"ipv4" | b"ipv6" => {
                     if let Some(ip) = parse_ip_param(key, value) {
                         raw.ip = Some(ip);
+                        match ip {
+                            IpAddr::V4(v4) if key == b"ipv4" => raw.ipv4 = Some(v4),
+                            IpAddr::V6(v6) if key == b"ipv6" => raw.ipv6 = Some(v6),
+                            _ => {}
+                        }
                     }
                     continue;
                 }
@@ -122,6 +133,8 @@ pub fn parse_announce(query: &[u8]) -> Result<HttpAnnounce, QueryError> {
         compact: raw.compact != Some(b"0"),
         no_peer_id: raw.no_peer_id == Some(b"1"),
         ip: raw.ip,
+        ipv4: raw.ipv4,
+        ipv6: raw.ipv6,
     })
 }
 
@@ -642,6 +655,19 @@ mod tests {
         assert_eq!(with("ipv4=192.0.2.7").ip, Some(v4));
         assert_eq!(with("ipv6=2001%3adb8%3a%3a1").ip, Some(v6));
         // Wrong family or not an address: ignored.
+        let both = with("ipv4=192.0.2.7&ipv6=2001%3adb8%3a%3a1");
+        assert_eq!(
+            (both.ipv4, both.ipv6),
+            (
+                Some(Ipv4Addr::new(192, 0, 2, 7)),
+                Some("2001:db8::1".parse().unwrap())
+            )
+        );
+        assert_eq!(
+            with("ip=192.0.2.7").ipv4,
+            None,
+            "ip= is no family parameter"
+        );
         assert_eq!(with("ipv4=2001:db8::1").ip, None);
         assert_eq!(with("ipv6=192.0.2.7").ip, None);
         assert_eq!(with("ip=tracker.example.org").ip, None);

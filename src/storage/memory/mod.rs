@@ -2,6 +2,7 @@
 //! infohash, its peers by family (dense lists in wire format) and its
 //! completion count, in a dense array with a keyed index.
 
+mod dual;
 pub mod peer_list;
 pub mod slot_index;
 pub mod subnet;
@@ -135,6 +136,8 @@ pub struct MemoryStore {
     unstored_peers: u64,
     /// Reused by subnet preference.
     scratch: Vec<u32>,
+    /// Dual-stacked peers (BEP 7), to count them once.
+    twins: dual::Twins,
 }
 
 /// Torrents sampled for the least recently announced when one must go.
@@ -203,6 +206,31 @@ impl MemoryStore {
         self.evicted_torrents += 1;
     }
 
+    /// The counts of the torrent at `position`, a dual-stacked peer once.
+    #[inline]
+    fn counts_at(&self, position: usize, scrape: bool) -> Counts {
+        let (info_hash, torrent) = &self.torrents[position];
+        let mut counts = if scrape {
+            torrent.scrape_counts()
+        } else {
+            torrent.counts()
+        };
+        if !self.twins.is_empty() {
+            let (seeders, leechers) = self.twins.doubles(
+                info_hash,
+                &torrent.v4,
+                torrent.v6.as_deref(),
+                &self.peer_hasher,
+            );
+            counts.seeders -= seeders;
+            counts.leechers -= leechers;
+            if scrape {
+                counts.downloaders = counts.downloaders.saturating_sub(leechers);
+            }
+        }
+        counts
+    }
+
     /// Whether a new peer fits the torrent at `position`.
     #[inline]
     fn has_room(&self, position: usize) -> bool {
@@ -212,6 +240,7 @@ impl MemoryStore {
 
     /// Removes the torrent at `position`; the last one moves into its place.
     fn remove_at(&mut self, position: usize) {
+        self.twins.forget_torrent(&self.torrents[position].0);
         let last = self.torrents.len() - 1;
         let hash = self.hasher.hash_one(self.torrents[position].0);
         self.index.remove(hash, position as u32);
@@ -305,6 +334,31 @@ impl PeerStore for MemoryStore {
                 was_seeder: true,
             }
         };
+        // A dual-stacked peer's other address goes into the other list.
+        let twin = match (stored, update.twin) {
+            (true, Some(twin)) => {
+                let at = upsert(
+                    torrent,
+                    &self.peer_hasher,
+                    &mut self.totals,
+                    twin,
+                    meta,
+                    update.seeder,
+                );
+                if let (IpAddr::V4(a), IpAddr::V6(b)) | (IpAddr::V6(b), IpAddr::V4(a)) =
+                    (update.peer.ip, twin.ip)
+                {
+                    let (v4, v6) = (wire_v4(a, update.peer.port), wire_v6(b, update.peer.port));
+                    self.twins.record(&update.info_hash, v4, v6);
+                }
+                Some(at)
+            }
+            _ => None,
+        };
+        let (exclude_v4, exclude_v6) = match &twin {
+            Some(t) => (up.v4.or(t.v4), up.v6.or(t.v6)),
+            None => (up.v4, up.v6),
+        };
         // Only a real leecher-to-seeder step counts: repeating `completed`
         // (or sending it with bytes left) must not inflate the count, nor
         // can a peer that is not stored.
@@ -355,17 +409,17 @@ impl PeerStore for MemoryStore {
                     );
                 }
             }
-            (IpAddr::V4(_), None) => left -= v4(left, up.v4, rng, sink),
-            (IpAddr::V6(_), None) => left -= v6(left, up.v6, rng, sink),
+            (IpAddr::V4(_), None) => left -= v4(left, exclude_v4, rng, sink),
+            (IpAddr::V6(_), None) => left -= v6(left, exclude_v6, rng, sink),
         }
         if want.other_family {
             if update.peer.ip.is_ipv4() {
-                v6(left, None, rng, sink);
+                v6(left, exclude_v6, rng, sink);
             } else {
-                v4(left, None, rng, sink);
+                v4(left, exclude_v4, rng, sink);
             }
         }
-        torrent.counts()
+        self.counts_at(position, false)
     }
 
     fn remove(&mut self, info_hash: &InfoHash, peer: Client) -> Counts {
@@ -388,10 +442,19 @@ impl PeerStore for MemoryStore {
                 }
             }
         }
-        let counts = torrent.counts();
+        if !self.twins.is_empty() {
+            let (info_hash, torrent) = &self.torrents[position];
+            self.twins.prune(
+                info_hash,
+                &torrent.v4,
+                torrent.v6.as_deref(),
+                &self.peer_hasher,
+            );
+        }
+        let counts = self.counts_at(position, false);
         // Empty torrents vanish, here as in expiry (their completion count
         // with them: keeping it would keep every torrent ever seen).
-        if torrent.is_empty() {
+        if self.torrents[position].1.is_empty() {
             self.remove_at(position);
         }
         counts
@@ -399,7 +462,7 @@ impl PeerStore for MemoryStore {
 
     fn scrape(&self, info_hash: &InfoHash) -> Counts {
         self.position(self.hasher.hash_one(info_hash), info_hash)
-            .map(|p| self.torrents[p].1.scrape_counts())
+            .map(|p| self.counts_at(p, true))
             .unwrap_or_default()
     }
 
@@ -423,6 +486,12 @@ impl PeerStore for MemoryStore {
                     torrent.v6 = None;
                 }
             }
+            if !self.twins.is_empty() {
+                let (info_hash, torrent) = &self.torrents[self.sweep_cursor];
+                self.twins
+                    .prune(info_hash, &torrent.v4, torrent.v6.as_deref(), h);
+            }
+            let torrent = &self.torrents[self.sweep_cursor].1;
             if torrent.is_empty() {
                 // The last torrent moves into this slot: visit it next.
                 self.remove_at(self.sweep_cursor);
@@ -553,6 +622,7 @@ mod tests {
         PeerUpdate {
             info_hash: [ih; 20],
             peer,
+            twin: None,
             peer_id: [ih; 20],
             seeder,
             paused: false,
