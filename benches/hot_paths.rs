@@ -5,14 +5,14 @@
 //!   cargo bench --bench hot_paths -- swarm   # one group
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use shoal::bittorrent::{Announce, Event, Protocol};
+use shoal::bittorrent::{Announce, Event, PeerId, Protocol};
 use shoal::config::TrackerConfig;
 use shoal::middleware::Chain;
 use shoal::protocol::connection_id::ConnectionIdKey;
 use shoal::protocol::http::{bencode, head, query};
 use shoal::protocol::udp::{self, Writer};
 use shoal::storage::memory::MemoryStore;
-use shoal::storage::{PeerMeta, PeerSink, V4Addr, V6Addr};
+use shoal::storage::{PeerSink, V4Addr, V6Addr};
 use shoal::tracker::{Origin, Room, Settings, Tracker};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -129,10 +129,10 @@ fn bench_http(c: &mut Criterion) {
 struct Count(usize);
 
 impl PeerSink for Count {
-    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
+    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerId]) {
         self.0 += black_box(addrs).len();
     }
-    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
+    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerId]) {
         self.0 += black_box(addrs).len();
     }
 }

@@ -6,11 +6,11 @@
 
 use super::mesh::HttpAnnounceJob;
 use super::Shard;
-use crate::bittorrent::{Announce, Counts, InfoHash, Protocol};
+use crate::bittorrent::{Announce, Counts, InfoHash, PeerId, Protocol};
 use crate::metrics::counters::{Action, Family, Outcome};
 use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
 use crate::protocol::udp::{self, ScrapeCounts, Writer};
-use crate::storage::{PeerMeta, PeerSink, V4Addr, V6Addr};
+use crate::storage::{PeerSink, V4Addr, V6Addr};
 use crate::tracker::{AfterAnnounce, Origin, Room};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -21,10 +21,10 @@ struct UdpPeers<'a> {
 }
 
 impl PeerSink for UdpPeers<'_> {
-    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
+    fn v4(&mut self, addrs: &[V4Addr], _: &[PeerId]) {
         self.w.put(addrs.as_flattened());
     }
-    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
+    fn v6(&mut self, addrs: &[V6Addr], _: &[PeerId]) {
         self.w.put(addrs.as_flattened());
     }
 }
@@ -96,16 +96,16 @@ impl HttpPeers {
 }
 
 impl PeerSink for HttpPeers {
-    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]) {
+    fn v4(&mut self, addrs: &[V4Addr], peer_ids: &[PeerId]) {
         self.v4.extend_from_slice(addrs.as_flattened());
         if self.with_ids {
-            self.ids4.extend(meta.iter().map(|m| m.peer_id));
+            self.ids4.extend_from_slice(peer_ids);
         }
     }
-    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]) {
+    fn v6(&mut self, addrs: &[V6Addr], peer_ids: &[PeerId]) {
         self.v6.extend_from_slice(addrs.as_flattened());
         if self.with_ids {
-            self.ids6.extend(meta.iter().map(|m| m.peer_id));
+            self.ids6.extend_from_slice(peer_ids);
         }
     }
 }

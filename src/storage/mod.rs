@@ -16,11 +16,12 @@ pub type V6Addr = [u8; 18];
 
 pub use memory::peer_list::PeerMeta;
 
-/// Receives the sampled peers, as contiguous runs in wire format, with
-/// their metadata (peer ids for dictionary responses).
+/// Receives the sampled peers in wire format, one at a time or in runs
+/// (when all or most of a list go out), with their peer ids (for
+/// dictionary responses): `peer_ids[i]` is the id of `addrs[i]`.
 pub trait PeerSink {
-    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]);
-    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]);
+    fn v4(&mut self, addrs: &[V4Addr], peer_ids: &[PeerId]);
+    fn v6(&mut self, addrs: &[V6Addr], peer_ids: &[PeerId]);
 }
 
 /// One announcer's new state, as the core decided it.

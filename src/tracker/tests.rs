@@ -4,7 +4,7 @@ use super::*;
 use crate::bittorrent::{Announce, Event, PeerId};
 use crate::middleware::{Hook, Link, Stage};
 use crate::storage::memory::{wire_v4, MemoryStore};
-use crate::storage::{PeerCount, PeerMeta, V4Addr, V6Addr};
+use crate::storage::{PeerCount, V4Addr, V6Addr};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -16,13 +16,13 @@ struct Collect {
 }
 
 impl PeerSink for Collect {
-    fn v4(&mut self, addrs: &[V4Addr], meta: &[PeerMeta]) {
+    fn v4(&mut self, addrs: &[V4Addr], peer_ids: &[PeerId]) {
         self.v4.extend_from_slice(addrs);
-        self.ids.extend(meta.iter().map(|m| m.peer_id));
+        self.ids.extend_from_slice(peer_ids);
     }
-    fn v6(&mut self, addrs: &[V6Addr], meta: &[PeerMeta]) {
+    fn v6(&mut self, addrs: &[V6Addr], peer_ids: &[PeerId]) {
         self.v6.extend_from_slice(addrs);
-        self.ids.extend(meta.iter().map(|m| m.peer_id));
+        self.ids.extend_from_slice(peer_ids);
     }
 }
 

@@ -11,20 +11,29 @@ use super::{
     Expired, Limits, PeerCount, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, V4Addr,
     V6Addr, Want,
 };
-use crate::bittorrent::{Client, Counts, InfoHash};
+use crate::bittorrent::{Client, Counts, InfoHash, PeerId};
 use peer_list::{AddrHasher, PeerList, PeerMeta, WireAddr};
 use slot_index::SlotIndex;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Three words: the completion count lives in the IPv4 list's header
+/// (`PeerList::extra`), where it takes no room.
 #[derive(Default)]
 struct Torrent {
     v4: PeerList<V4Addr>,
     /// Boxed: most torrents never see an IPv6 peer.
     v6: Option<Box<PeerList<V6Addr>>>,
-    downloaded: u32,
 }
 
 impl Torrent {
+    fn downloaded(&self) -> u32 {
+        self.v4.extra()
+    }
+
+    fn set_downloaded(&mut self, downloaded: u32) {
+        self.v4.set_extra(downloaded);
+    }
+
     fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.as_ref().is_none_or(|l| l.is_empty())
     }
@@ -37,7 +46,7 @@ impl Torrent {
         Counts {
             seeders: (self.v4.seeders() + v6_seeders) as u32,
             leechers: (self.v4.leechers() + v6_leechers) as u32,
-            downloaded: self.downloaded,
+            downloaded: self.downloaded(),
             downloaders: 0,
         }
     }
@@ -59,8 +68,8 @@ impl Torrent {
     /// When it was last announced to, as its latest peer expiry says (every
     /// announce sets now + peer_lifetime).
     fn last_announce(&self) -> u32 {
-        let latest = |meta: &[PeerMeta]| meta.iter().map(|m| m.expires).max().unwrap_or(0);
-        latest(self.v4.meta()).max(self.v6.as_ref().map_or(0, |l| latest(l.meta())))
+        let v6 = self.v6.as_ref().map_or(0, |l| l.last_expires());
+        self.v4.last_expires().max(v6)
     }
 
     fn scrape_counts(&self) -> Counts {
@@ -363,7 +372,7 @@ impl PeerStore for MemoryStore {
         // (or sending it with bytes left) must not inflate the count, nor
         // can a peer that is not stored.
         if update.completed && update.seeder && !up.was_seeder {
-            torrent.downloaded = torrent.downloaded.saturating_add(1);
+            torrent.set_downloaded(torrent.downloaded().saturating_add(1));
         }
         // The announcer's own family first, then the other one with what
         // is left of the total.
@@ -527,7 +536,7 @@ impl PeerStore for MemoryStore {
             if let Some(v6) = &torrent.v6 {
                 stored(v6, client_of_v6, &mut peers);
             }
-            visit(info_hash, torrent.downloaded, &peers);
+            visit(info_hash, torrent.downloaded(), &peers);
         }
         (end < self.torrents.len()).then_some(end)
     }
@@ -557,7 +566,7 @@ impl PeerStore for MemoryStore {
             );
         }
         let torrent = &mut self.torrents[position].1;
-        torrent.downloaded = torrent.downloaded.max(downloaded);
+        torrent.set_downloaded(torrent.downloaded().max(downloaded));
         if torrent.is_empty() {
             self.remove_at(position);
         }
@@ -572,19 +581,17 @@ fn sample<A: WireAddr>(
     leechers_only: bool,
     exclude: Option<usize>,
     rng: &mut fastrand::Rng,
-    mut emit: impl FnMut(&[A], &[PeerMeta]),
+    emit: impl FnMut(&[A], &[PeerId]),
 ) -> usize {
-    list.sample(want, leechers_only, exclude, rng, |r| {
-        emit(&list.addrs()[r.clone()], &list.meta()[r])
-    })
+    list.sample_peers(want, leechers_only, exclude, rng, emit)
 }
 
 /// Appends a list's peers as `StoredPeer`s.
 fn stored<A: WireAddr>(list: &PeerList<A>, client: fn(&A) -> Client, out: &mut Vec<StoredPeer>) {
     let leechers = list.leechers();
-    for (i, (addr, meta)) in list.addrs().iter().zip(list.meta()).enumerate() {
+    for (i, (addr, meta)) in list.peers().enumerate() {
         out.push(StoredPeer {
-            peer: client(addr),
+            peer: client(&addr),
             peer_id: meta.peer_id,
             seeder: i >= leechers,
             paused: meta.paused,
@@ -603,10 +610,10 @@ mod tests {
     }
 
     impl PeerSink for Collect {
-        fn v4(&mut self, addrs: &[V4Addr], _: &[PeerMeta]) {
+        fn v4(&mut self, addrs: &[V4Addr], _: &[PeerId]) {
             self.v4.extend_from_slice(addrs);
         }
-        fn v6(&mut self, addrs: &[V6Addr], _: &[PeerMeta]) {
+        fn v6(&mut self, addrs: &[V6Addr], _: &[PeerId]) {
             self.v6.extend_from_slice(addrs);
         }
     }
@@ -647,6 +654,14 @@ mod tests {
         leechers_only: false,
         near: None,
     };
+
+    #[test]
+    fn a_torrent_is_three_words() {
+        // With its infohash, 48 bytes in the dense array; the peers are in
+        // one block per family.
+        assert_eq!(std::mem::size_of::<Torrent>(), 24);
+        assert_eq!(std::mem::size_of::<(InfoHash, Torrent)>(), 48);
+    }
 
     #[test]
     fn expiry_drops_stale_peers_and_empty_torrents_in_slices() {

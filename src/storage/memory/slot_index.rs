@@ -8,9 +8,51 @@
 //! table under aquatic_udp_load_test). The key itself lives in the dense
 //! array and is compared there. Since slots keep the hash's home bits,
 //! growing and backward-shift deletion never need the keys.
+//!
+//! `SlotIndex` owns its slots (the torrents' index); the free functions
+//! work on any `Slots`, such as the index a large peer list keeps in its
+//! own block (`peer_list`).
 
 /// `(hash32 << 32) | (position + 1)`; 0 is an empty slot.
 type Slot = u64;
+
+/// Where slots live: a boxed array (`SlotIndex`), or a region of a peer
+/// list's block as native-endian bytes (no alignment there).
+pub trait Slots {
+    fn count(&self) -> usize;
+    fn get(&self, i: usize) -> Slot;
+    fn set(&mut self, i: usize, slot: Slot);
+}
+
+impl Slots for [u64] {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn get(&self, i: usize) -> Slot {
+        self[i]
+    }
+    #[inline]
+    fn set(&mut self, i: usize, slot: Slot) {
+        self[i] = slot;
+    }
+}
+
+impl Slots for [[u8; 8]] {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn get(&self, i: usize) -> Slot {
+        u64::from_ne_bytes(self[i])
+    }
+    #[inline]
+    fn set(&mut self, i: usize, slot: Slot) {
+        self[i] = slot.to_ne_bytes();
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct SlotIndex {
@@ -19,6 +61,12 @@ pub struct SlotIndex {
 }
 
 const MIN_SLOTS: usize = 16;
+
+/// The slots for `entries` keys at most 3/4 full (linear probing stays
+/// short), a power of two.
+pub fn slots_for(entries: usize) -> usize {
+    (entries * 4 / 3 + 1).next_power_of_two()
+}
 
 #[inline]
 fn pack(hash: u64, position: u32) -> Slot {
@@ -30,12 +78,114 @@ fn position_of(slot: Slot) -> u32 {
     (slot as u32).wrapping_sub(1)
 }
 
+#[inline]
+fn home<S: Slots + ?Sized>(slots: &S, hash32: u32) -> usize {
+    hash32 as usize & (slots.count() - 1)
+}
+
+/// The position whose key has `hash` and satisfies `is_key`, in a
+/// power-of-two table with at least one empty slot.
+#[inline]
+pub fn find<S: Slots + ?Sized>(
+    slots: &S,
+    hash: u64,
+    mut is_key: impl FnMut(u32) -> bool,
+) -> Option<u32> {
+    if slots.count() == 0 {
+        return None;
+    }
+    let mask = slots.count() - 1;
+    let hash32 = hash as u32;
+    let mut i = home(slots, hash32);
+    loop {
+        let slot = slots.get(i);
+        if slot == 0 {
+            return None;
+        }
+        if (slot >> 32) as u32 == hash32 && is_key(position_of(slot)) {
+            return Some(position_of(slot));
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// Adds a key known to be absent (the table has room).
+#[inline]
+pub fn insert<S: Slots + ?Sized>(slots: &mut S, hash: u64, position: u32) {
+    place(slots, pack(hash, position));
+}
+
+#[inline]
+fn place<S: Slots + ?Sized>(slots: &mut S, slot: Slot) {
+    let mask = slots.count() - 1;
+    let mut i = home(slots, (slot >> 32) as u32);
+    while slots.get(i) != 0 {
+        i = (i + 1) & mask;
+    }
+    slots.set(i, slot);
+}
+
+fn slot_of<S: Slots + ?Sized>(slots: &S, hash: u64, position: u32) -> Option<usize> {
+    if slots.count() == 0 {
+        return None;
+    }
+    let mask = slots.count() - 1;
+    let wanted = pack(hash, position);
+    let mut i = home(slots, hash as u32);
+    loop {
+        match slots.get(i) {
+            0 => return None,
+            s if s == wanted => return Some(i),
+            _ => i = (i + 1) & mask,
+        }
+    }
+}
+
+/// Points the key at `from` to `to` (its entry moved in the array).
+pub fn relocate<S: Slots + ?Sized>(slots: &mut S, hash: u64, from: u32, to: u32) {
+    if let Some(i) = slot_of(slots, hash, from) {
+        slots.set(i, pack(hash, to));
+    } else {
+        debug_assert!(false, "relocating a position the index does not hold");
+    }
+}
+
+/// Forgets the key at `position`; returns whether it was there.
+pub fn remove<S: Slots + ?Sized>(slots: &mut S, hash: u64, position: u32) -> bool {
+    let Some(mut hole) = slot_of(slots, hash, position) else {
+        return false;
+    };
+    // Backward-shift deletion: pull later entries of the probe run
+    // into the hole unless that would put them before their home.
+    let mask = slots.count() - 1;
+    let mut j = hole;
+    loop {
+        j = (j + 1) & mask;
+        let slot = slots.get(j);
+        if slot == 0 {
+            break;
+        }
+        let home = home(slots, (slot >> 32) as u32);
+        // The entry at j may fill the hole if its home is not in the
+        // cyclic range (hole, j].
+        let home_in_range = if hole <= j {
+            hole < home && home <= j
+        } else {
+            hole < home || home <= j
+        };
+        if !home_in_range {
+            slots.set(hole, slot);
+            hole = j;
+        }
+    }
+    slots.set(hole, 0);
+    true
+}
+
 impl SlotIndex {
     pub fn with_capacity(entries: usize) -> Self {
-        // At most 3/4 full: linear probing stays short.
-        let slots = (entries * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS);
         Self {
-            slots: vec![0; slots].into_boxed_slice(),
+            slots: vec![0; slots_for(entries).max(MIN_SLOTS)].into_boxed_slice(),
             len: 0,
         }
     }
@@ -48,34 +198,10 @@ impl SlotIndex {
         self.len == 0
     }
 
-    #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len() - 1
-    }
-
-    #[inline]
-    fn home(&self, hash32: u32) -> usize {
-        hash32 as usize & self.mask()
-    }
-
     /// The position whose key has `hash` and satisfies `is_key`.
     #[inline]
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let hash32 = hash as u32;
-        let mut i = self.home(hash32);
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return None;
-            }
-            if (slot >> 32) as u32 == hash32 && is_key(position_of(slot)) {
-                return Some(position_of(slot));
-            }
-            i = (i + 1) & self.mask();
-        }
+    pub fn find(&self, hash: u64, is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        find(&*self.slots, hash, is_key)
     }
 
     /// Adds a key known to be absent.
@@ -83,81 +209,28 @@ impl SlotIndex {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
-        self.place(pack(hash, position));
+        place(&mut *self.slots, pack(hash, position));
         self.len += 1;
-    }
-
-    fn place(&mut self, slot: Slot) {
-        let mut i = self.home((slot >> 32) as u32);
-        while self.slots[i] != 0 {
-            i = (i + 1) & self.mask();
-        }
-        self.slots[i] = slot;
     }
 
     fn grow(&mut self) {
         let bigger = (self.slots.len() * 2).max(MIN_SLOTS);
         let old = std::mem::replace(&mut self.slots, vec![0; bigger].into_boxed_slice());
         for slot in old.iter().copied().filter(|&s| s != 0) {
-            self.place(slot);
-        }
-    }
-
-    fn slot_of(&self, hash: u64, position: u32) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let wanted = pack(hash, position);
-        let mut i = self.home(hash as u32);
-        loop {
-            match self.slots[i] {
-                0 => return None,
-                s if s == wanted => return Some(i),
-                _ => i = (i + 1) & self.mask(),
-            }
+            place(&mut *self.slots, slot);
         }
     }
 
     /// Points the key at `from` to `to` (its entry moved in the array).
     pub fn relocate(&mut self, hash: u64, from: u32, to: u32) {
-        if let Some(i) = self.slot_of(hash, from) {
-            self.slots[i] = pack(hash, to);
-        } else {
-            debug_assert!(false, "relocating a position the index does not hold");
-        }
+        relocate(&mut *self.slots, hash, from, to);
     }
 
     /// Forgets the key at `position`; returns whether it was there.
     pub fn remove(&mut self, hash: u64, position: u32) -> bool {
-        let Some(mut hole) = self.slot_of(hash, position) else {
-            return false;
-        };
-        self.len -= 1;
-        // Backward-shift deletion: pull later entries of the probe run
-        // into the hole unless that would put them before their home.
-        let mask = self.mask();
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let slot = self.slots[j];
-            if slot == 0 {
-                break;
-            }
-            let home = self.home((slot >> 32) as u32);
-            // The entry at j may fill the hole if its home is not in the
-            // cyclic range (hole, j].
-            let home_in_range = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !home_in_range {
-                self.slots[hole] = slot;
-                hole = j;
-            }
-        }
-        self.slots[hole] = 0;
-        true
+        let removed = remove(&mut *self.slots, hash, position);
+        self.len -= removed as usize;
+        removed
     }
 }
 

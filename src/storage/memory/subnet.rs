@@ -3,7 +3,8 @@
 //! choice of the rest. It costs one pass over the announcer's family list,
 //! so it is off by default.
 
-use super::peer_list::{PeerList, PeerMeta, WireAddr};
+use super::peer_list::{PeerList, WireAddr};
+use crate::bittorrent::PeerId;
 
 /// Whether the first `bits` bits of two wire addresses' IPs agree (the
 /// port, after the IP, never counts).
@@ -32,7 +33,7 @@ pub fn sample<A: WireAddr>(
     bits: u8,
     rng: &mut fastrand::Rng,
     scratch: &mut Vec<u32>,
-    mut emit: impl FnMut(&[A], &[PeerMeta]),
+    mut emit: impl FnMut(&[A], &[PeerId]),
 ) -> usize {
     let end = if leechers_only {
         list.leechers()
@@ -44,7 +45,7 @@ pub fn sample<A: WireAddr>(
     }
     // Near peers at the front of `scratch`, the others behind them.
     scratch.clear();
-    let addrs = list.addrs();
+    let (addrs, ids) = (list.addrs(), list.peer_ids());
     let mut near_count = 0;
     for i in (0..end).filter(|&i| Some(i) != exclude) {
         scratch.push(i as u32);
@@ -66,7 +67,7 @@ pub fn sample<A: WireAddr>(
         let j = rng.usize(i..group_end);
         scratch.swap(i, j);
         let p = scratch[i] as usize;
-        emit(&addrs[p..p + 1], &list.meta()[p..p + 1]);
+        emit(&addrs[p..p + 1], &ids[p..p + 1]);
     }
     count
 }
@@ -74,7 +75,7 @@ pub fn sample<A: WireAddr>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::memory::peer_list::AddrHasher;
+    use crate::storage::memory::peer_list::{AddrHasher, PeerMeta};
 
     fn addr(a: u8, b: u8, c: u8, d: u8) -> [u8; 6] {
         [a, b, c, d, 0x1a, 0xe1]
