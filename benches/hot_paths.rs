@@ -150,6 +150,7 @@ fn announce(info_hash: [u8; 20], left: u64) -> Announce {
         port: 6881,
         url_data: Default::default(),
         passkey: None,
+        query: None,
     }
 }
 

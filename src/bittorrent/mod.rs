@@ -47,8 +47,12 @@ pub struct Announce {
     pub numwant: Option<u32>,
     pub port: u16,
     pub url_data: UrlData,
-    /// Set by HTTP routes with a `:passkey` segment.
+    /// Set by HTTP routes with a `:passkey` segment, and by UDP URL data
+    /// (BEP 41) whose path matches one.
     pub passkey: Option<Passkey>,
+    /// The HTTP query string, kept only when a hook reads parameters
+    /// beyond the standard ones (`middleware::params`).
+    pub query: Option<Box<[u8]>>,
 }
 
 impl Announce {

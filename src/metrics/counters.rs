@@ -53,6 +53,9 @@ pub enum UdpDrop {
     OwnerSaturated,
     /// `sendmmsg` refused the answer.
     SendFailed,
+    /// A hook refused the sender and answering would amplify (a connect)
+    /// or the refusal says to stay silent (a ban).
+    Refused,
 }
 
 /// What was forwarded to the owner shard.
@@ -67,11 +70,12 @@ pub const PROTOCOLS: [&str; 2] = ["udp", "http"];
 pub const ACTIONS: [&str; 4] = ["connect", "announce", "scrape", "invalid"];
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 pub const OUTCOMES: [&str; 2] = ["ok", "error"];
-pub const UDP_DROPS: [&str; 4] = [
+pub const UDP_DROPS: [&str; 5] = [
     "bad_connection_id",
     "malformed",
     "owner_saturated",
     "send_failed",
+    "refused",
 ];
 pub const FORWARDED: [&str; 3] = ["udp_announce", "http_announce", "scrape_part"];
 

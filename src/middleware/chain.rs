@@ -2,7 +2,7 @@
 //! stages it runs in: `hooks.pre` entries run before the answer,
 //! `hooks.post` entries after it, an operator's linked hooks in both.
 
-use super::hook::{AnnounceContext, Hook, Refusal, ScrapeContext};
+use super::hook::{AnnounceContext, Hook, Refusal, RequestContext, ScrapeContext};
 use crate::bittorrent::{Announce, Client, Counts};
 
 /// Where in the request path a hook runs.
@@ -39,7 +39,10 @@ pub struct Chain {
     /// Whether any hook runs before answers: when none does, the request
     /// path builds no context for them.
     pre: bool,
+    requests: bool,
+    params: bool,
     after_announce: bool,
+    after_scrape: bool,
 }
 
 impl Chain {
@@ -47,11 +50,21 @@ impl Chain {
         let after_announce = links
             .iter()
             .any(|l| l.stage.post() && l.hook.wants_after_announce());
+        let after_scrape = links
+            .iter()
+            .any(|l| l.stage.post() && l.hook.wants_after_scrape());
         let pre = links.iter().any(|l| l.stage.pre());
+        let requests = links
+            .iter()
+            .any(|l| l.stage.pre() && l.hook.checks_requests());
+        let params = links.iter().any(|l| l.stage.pre() && l.hook.wants_params());
         Self {
             links,
             pre,
+            requests,
+            params,
             after_announce,
+            after_scrape,
         }
     }
 
@@ -59,6 +72,18 @@ impl Chain {
     #[inline]
     pub fn has_pre_hooks(&self) -> bool {
         self.pre
+    }
+
+    /// Whether any pre-hook checks requests as they arrive.
+    #[inline]
+    pub fn checks_requests(&self) -> bool {
+        self.requests
+    }
+
+    /// Whether any pre-hook reads non-standard announce parameters.
+    #[inline]
+    pub fn wants_params(&self) -> bool {
+        self.params
     }
 
     pub fn len(&self) -> usize {
@@ -137,6 +162,13 @@ impl Chain {
             .try_for_each(|l| l.hook.before_announce(ctx))
     }
 
+    pub fn before_request(&mut self, ctx: &RequestContext) -> Result<(), Refusal> {
+        self.links
+            .iter_mut()
+            .filter(|l| l.stage.pre() && l.hook.checks_requests())
+            .try_for_each(|l| l.hook.before_request(ctx))
+    }
+
     pub fn before_scrape(&mut self, ctx: &ScrapeContext) -> Result<(), Refusal> {
         self.links
             .iter_mut()
@@ -154,6 +186,19 @@ impl Chain {
     pub fn after_announce(&mut self, announce: &Announce, client: Client, counts: Counts) {
         for l in self.links.iter_mut().filter(|l| l.stage.post()) {
             l.hook.after_announce(announce, client, counts);
+        }
+    }
+
+    #[inline]
+    pub fn wants_after_scrape(&self) -> bool {
+        self.after_scrape
+    }
+
+    pub fn after_scrape(&mut self, ctx: &ScrapeContext, counts: &[Counts]) {
+        for l in self.links.iter_mut().filter(|l| l.stage.post()) {
+            if l.hook.wants_after_scrape() {
+                l.hook.after_scrape(ctx, counts);
+            }
         }
     }
 }

@@ -2,6 +2,26 @@
 
 use crate::bittorrent::{Announce, Client, Counts, InfoHash, Protocol};
 use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// What a request asks for, as far as `before_request` can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A UDP connect (BEP 15).
+    Connect,
+    Announce,
+    Scrape,
+}
+
+/// A request as it arrives, before it is parsed or forwarded: who sends
+/// it. Seen on the shard the request landed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestContext {
+    pub protocol: Protocol,
+    /// The sender's address (after trusted proxies, for HTTP).
+    pub source: IpAddr,
+    pub kind: RequestKind,
+}
 
 /// What pre-hooks see of an announce, and may change: the client, the
 /// request's fields and the intervals. The infohash is fixed (it chose the
@@ -27,11 +47,45 @@ pub struct ScrapeContext<'a> {
 
 /// A pre-hook's no: the client gets `reason` as a failure or error.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal(pub Cow<'static, str>);
+pub struct Refusal {
+    pub reason: Cow<'static, str>,
+    pub kind: RefusalKind,
+}
+
+/// How a refusal is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// HTTP: a failure reason with 200 (as Chihaya answers); UDP: an error
+    /// packet.
+    Failure,
+    /// HTTP: 403 with the failure reason; UDP: no answer at all (a banned
+    /// source gets nothing to amplify).
+    Forbidden,
+    /// Come back later: HTTP adds BEP 31 `retry in` (minutes, rounded
+    /// up) to the failure; UDP: an error packet.
+    RetryIn { seconds: u32 },
+}
 
 impl Refusal {
     pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self(reason.into())
+        Self {
+            reason: reason.into(),
+            kind: RefusalKind::Failure,
+        }
+    }
+
+    pub fn forbidden(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason: reason.into(),
+            kind: RefusalKind::Forbidden,
+        }
+    }
+
+    pub fn retry_in(reason: impl Into<Cow<'static, str>>, seconds: u32) -> Self {
+        Self {
+            reason: reason.into(),
+            kind: RefusalKind::RetryIn { seconds },
+        }
     }
 }
 
@@ -59,6 +113,25 @@ pub trait Hook {
     /// Called when the shard stops.
     fn stop(&mut self) {}
 
+    /// Every request (UDP connects too) on the shard it arrived at, before
+    /// it is parsed: for checks on the sender alone (bans, rate limits).
+    /// Runs only when `checks_requests` says so.
+    fn before_request(&mut self, _ctx: &RequestContext) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// Whether `before_request` does anything.
+    fn checks_requests(&self) -> bool {
+        false
+    }
+
+    /// Whether this hook reads announce parameters beyond the standard
+    /// ones (`middleware::params`): HTTP announces then keep their query
+    /// string for it.
+    fn wants_params(&self) -> bool {
+        false
+    }
+
     fn before_announce(&mut self, _ctx: &mut AnnounceContext) -> Result<(), Refusal> {
         Ok(())
     }
@@ -68,6 +141,15 @@ pub trait Hook {
 
     fn before_scrape(&mut self, _ctx: &ScrapeContext) -> Result<(), Refusal> {
         Ok(())
+    }
+
+    /// After a scrape's answer was sent, with the counts it carried (in
+    /// the order of `ctx.info_hashes`). Runs on the shard the scrape
+    /// arrived at, only when `wants_after_scrape` says so.
+    fn after_scrape(&mut self, _ctx: &ScrapeContext, _counts: &[Counts]) {}
+
+    fn wants_after_scrape(&self) -> bool {
+        false
     }
 
     /// Whether `after_announce` does anything; when no hook needs it the

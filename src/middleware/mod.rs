@@ -9,13 +9,17 @@
 //!   and what a hook sees;
 //! - `chain.rs`: one shard's hooks in order, each in its stages;
 //! - `registry.rs`: config names to hooks (`hooks.pre`, `hooks.post`);
+//! - `params.rs`: announce parameters beyond the standard ones (`jwt`);
 //! - one file per built-in hook.
 
 pub mod chain;
 pub mod hook;
 pub mod interval_variation;
+pub mod params;
 pub mod registry;
 
 pub use chain::{Chain, Link, Stage};
-pub use hook::{AnnounceContext, Hook, Refusal, ScrapeContext};
+pub use hook::{
+    AnnounceContext, Hook, Refusal, RefusalKind, RequestContext, RequestKind, ScrapeContext,
+};
 pub use registry::{ConfiguredHooks, HookFactory, Registry};

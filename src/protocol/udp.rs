@@ -123,6 +123,7 @@ pub fn parse(packet: &[u8]) -> Result<Request<'_>, ParseError> {
                     port,
                     url_data: parse_options(&packet[ANNOUNCE_LEN..]),
                     passkey: None,
+                    query: None,
                 },
             })
         }

@@ -8,10 +8,11 @@ use super::mesh::HttpAnnounceJob;
 use super::Shard;
 use crate::bittorrent::{Announce, Counts, InfoHash, PeerId, Protocol};
 use crate::metrics::counters::{Action, Family, Outcome};
+use crate::middleware::{Refusal, RefusalKind};
 use crate::protocol::http::bencode::{self, AnnounceHead, DictPeer, ScrapeFile};
 use crate::protocol::udp::{self, ScrapeCounts, Writer};
 use crate::storage::{PeerSink, V4Addr, V6Addr};
-use crate::tracker::{AfterAnnounce, Origin, Room};
+use crate::tracker::{AfterAnnounce, Origin, Rejection, Room};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
@@ -131,6 +132,17 @@ pub(super) fn http_scrape_body(body: &mut Vec<u8>, hashes: &[InfoHash], counts: 
     bencode::scrape(body, &files);
 }
 
+/// A hook's refusal as a bencoded failure, with BEP 31 `retry in`
+/// (minutes, rounded up) when the hook said when to come back.
+pub(super) fn write_refusal(body: &mut Vec<u8>, refusal: &Refusal) {
+    match refusal.kind {
+        RefusalKind::RetryIn { seconds } => {
+            bencode::failure_retry_in(body, &refusal.reason, seconds.div_ceil(60))
+        }
+        _ => bencode::failure(body, &refusal.reason),
+    }
+}
+
 impl Shard {
     /// Counts a UDP answer written now, and notes its latency when
     /// histograms are on (recorded by `settle_latency` after the send).
@@ -224,7 +236,8 @@ impl Shard {
         );
         let answer = match answer {
             Ok(answer) => answer,
-            Err(rejection) => return bencode::failure(body, rejection.reason()),
+            Err(Rejection::BadRequest(reason)) => return bencode::failure(body, reason),
+            Err(Rejection::Refused(refusal)) => return write_refusal(body, &refusal),
         };
         let head = AnnounceHead {
             complete: answer.counts.seeders,

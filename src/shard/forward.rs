@@ -5,9 +5,10 @@
 use super::answer::write_udp_scrape;
 use super::mesh::{Forward, ForwardBatch, HttpReply, Reply, ReplyBatch, ScrapeReplyTo};
 use super::Shard;
+use crate::bittorrent::Protocol;
 use crate::metrics::counters::{Action, Outcome};
 use crate::net::mmsg::SendBatch;
-use crate::tracker::AfterAnnounce;
+use crate::tracker::{AfterAnnounce, ScrapeRequest};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use std::rc::Rc;
 use std::time::Duration;
@@ -132,6 +133,17 @@ impl Shard {
                             self.udp_answered(Action::Scrape, to, Outcome::Ok, received);
                             let len = write_udp_scrape(out.slot(), transaction_id, &done.counts);
                             out.push(len, to);
+                            if let Some((hashes, client)) = &done.for_hooks {
+                                self.tracker.borrow_mut().after_scrape(
+                                    &ScrapeRequest {
+                                        protocol: Protocol::Udp,
+                                        client: *client,
+                                        info_hashes: hashes,
+                                        passkey: None,
+                                    },
+                                    &done.counts,
+                                );
+                            }
                         }
                         ScrapeReplyTo::Http { waiter } => self
                             .mesh

@@ -3,12 +3,13 @@
 //! so requests are parsed where the connection landed and forwarded to the
 //! owner when needed; the owner answers with the encoded body.
 
-use super::answer::{http_scrape_body, HttpPeers};
+use super::answer::{http_scrape_body, write_refusal, HttpPeers};
 use super::mesh::{Forward, HttpAnnounceJob, HttpReply, ScrapeReplyTo};
 use super::Shard;
 use crate::bittorrent::{Client, Counts, InfoHash, Protocol};
 use crate::config::{Checked, HttpConfig};
 use crate::metrics::counters::{Action, Family, Outcome};
+use crate::middleware::{Refusal, RefusalKind, RequestContext, RequestKind};
 use crate::net::poller::Poller;
 use crate::net::stream::{Deadline, Listener, Stream};
 use crate::protocol::http::bencode;
@@ -70,6 +71,7 @@ impl HttpSide {
 enum Status {
     Ok,
     BadRequest,
+    Forbidden,
     NotFound,
     TooLarge,
     MethodNotAllowed,
@@ -80,6 +82,7 @@ impl Status {
         match self {
             Status::Ok => "200 OK",
             Status::BadRequest => "400 Bad Request",
+            Status::Forbidden => "403 Forbidden",
             Status::NotFound => "404 Not Found",
             Status::TooLarge => "431 Request Header Fields Too Large",
             Status::MethodNotAllowed => "405 Method Not Allowed",
@@ -352,7 +355,38 @@ async fn respond(
     stream.write_all(out, timeout).await
 }
 
+/// A hook's refusal as an HTTP answer: 403 for a ban, else a failure
+/// reason (with BEP 31 `retry in` when it says when) and 200.
+fn http_refusal(body: &mut Vec<u8>, refusal: &Refusal) -> Status {
+    write_refusal(body, refusal);
+    match refusal.kind {
+        RefusalKind::Forbidden => Status::Forbidden,
+        _ => Status::Ok,
+    }
+}
+
 impl Shard {
+    /// The request hooks' verdict on an HTTP sender: `Some(status)` with
+    /// the refusal written to `body`, or `None` to go on.
+    fn check_http_request(
+        &self,
+        source: IpAddr,
+        kind: RequestKind,
+        body: &mut Vec<u8>,
+    ) -> Option<Status> {
+        let mut tracker = self.tracker.borrow_mut();
+        if !tracker.checks_requests() {
+            return None;
+        }
+        let request = RequestContext {
+            protocol: Protocol::Http,
+            source,
+            kind,
+        };
+        let refusal = tracker.check_request(&request).err()?;
+        Some(http_refusal(body, &refusal))
+    }
+
     /// An announce from a connection on this shard: answered here when
     /// this shard owns the infohash, else by the owner.
     async fn http_announce(
@@ -363,6 +397,9 @@ impl Shard {
         body: &mut Vec<u8>,
         after: &mut Vec<AfterAnnounce>,
     ) -> Status {
+        if let Some(status) = self.check_http_request(source, RequestKind::Announce, body) {
+            return status;
+        }
         let parsed = match query::parse_announce(query) {
             Ok(p) => p,
             Err(e) => {
@@ -373,6 +410,9 @@ impl Shard {
         let mut announce = parsed.announce;
         if let Some(passkey) = passkey {
             announce.passkey = Some(passkey.into());
+        }
+        if self.tracker.borrow().wants_params() {
+            announce.query = Some(query.into());
         }
         let mut job = HttpAnnounceJob {
             origin: Origin {
@@ -417,6 +457,9 @@ impl Shard {
         client_ip: IpAddr,
         body: &mut Vec<u8>,
     ) -> Status {
+        if let Some(status) = self.check_http_request(client_ip, RequestKind::Scrape, body) {
+            return status;
+        }
         let mut hashes: Vec<InfoHash> = Vec::new();
         if let Err(e) = query::parse_scrape(
             query,
@@ -438,16 +481,14 @@ impl Shard {
         let checked = self.tracker.borrow_mut().check_scrape(&request);
         match checked {
             Ok(()) => {}
-            Err(rejection) => {
-                bencode::failure(body, rejection.reason());
-                return match rejection {
-                    Rejection::BadRequest(_) => Status::BadRequest,
-                    Rejection::Refused(_) => Status::Ok,
-                };
+            Err(Rejection::BadRequest(reason)) => {
+                bencode::failure(body, reason);
+                return Status::BadRequest;
             }
+            Err(Rejection::Refused(refusal)) => return http_refusal(body, &refusal),
         }
         let waiter = Cell::new(None);
-        let counts = match self.gather_scrape(&hashes, || {
+        let counts = match self.gather_scrape(&hashes, None, || {
             let id = self.mesh.http_waiters.register();
             waiter.set(Some(id));
             ScrapeReplyTo::Http { waiter: id }
@@ -463,6 +504,10 @@ impl Shard {
             }
         };
         http_scrape_body(body, &hashes, &counts);
+        let mut tracker = self.tracker.borrow_mut();
+        if tracker.wants_after_scrape() {
+            tracker.after_scrape(&request, &counts);
+        }
         Status::Ok
     }
 }

@@ -5,7 +5,7 @@
 //! the shard's outboxes and the scrapes waiting for other shards.
 
 use super::wait::{Notify, Waiters};
-use crate::bittorrent::{Announce, Counts, InfoHash};
+use crate::bittorrent::{Announce, Client, Counts, InfoHash};
 use crate::tracker::Origin;
 use ahash::HashMap;
 use glommio::channels::shared_channel::{
@@ -77,6 +77,8 @@ pub(crate) enum ScrapeReplyTo {
 pub(crate) struct PendingScrape {
     pub reply_to: ScrapeReplyTo,
     pub counts: Vec<Counts>,
+    /// The scrape's infohashes and sender, kept only for post-hooks.
+    pub for_hooks: Option<(Vec<InfoHash>, Client)>,
     /// Owners that have not replied yet.
     pub waiting: usize,
 }

@@ -7,7 +7,10 @@ use super::mesh::{Forward, ScrapeReplyTo};
 use super::{Clock, Shard};
 use crate::bittorrent::{Client, InfoHash, Protocol};
 use crate::metrics::counters::{Action, Family, Outcome, UdpDrop};
+use crate::middleware::params::url_data_path;
+use crate::middleware::{Refusal, RefusalKind, RequestContext, RequestKind};
 use crate::net::mmsg::{RecvBatch, SendBatch, Sent};
+use crate::protocol::http::route::Route;
 use crate::protocol::udp::{self, ParseError, Request, Writer};
 use crate::tracker::{AfterAnnounce, ScrapeRequest};
 use std::cell::RefCell;
@@ -161,6 +164,12 @@ impl Shard {
         let family = Family::of(ip);
         match udp::parse(packet) {
             Ok(Request::Connect { transaction_id }) => {
+                // An unproven sender: any refusal is silence (an error
+                // packet would be larger than the request).
+                if self.check_udp_request(from, RequestKind::Connect).is_err() {
+                    self.counters.udp_dropped(UdpDrop::Refused, 1);
+                    return None;
+                }
                 let mut w = Writer::new(slot);
                 udp::write_connect(&mut w, transaction_id, ids.make(ip, clock.unix));
                 self.counters
@@ -177,6 +186,17 @@ impl Shard {
                     self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
+                if let Err(refusal) = self.check_udp_request(from, RequestKind::Announce) {
+                    return self.refuse_udp(
+                        refusal,
+                        Action::Announce,
+                        from,
+                        transaction_id,
+                        clock,
+                        slot,
+                    );
+                }
+                self.take_udp_passkey(&mut announce);
                 let owner = self.common.owner.of(&announce.info_hash);
                 if owner != self.id {
                     if !self.mesh.may_queue_udp_forward(owner) {
@@ -218,6 +238,16 @@ impl Shard {
                     self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
+                if let Err(refusal) = self.check_udp_request(from, RequestKind::Scrape) {
+                    return self.refuse_udp(
+                        refusal,
+                        Action::Scrape,
+                        from,
+                        transaction_id,
+                        clock,
+                        slot,
+                    );
+                }
                 let (hashes, _) = info_hashes.as_chunks::<20>();
                 self.scrape(endpoint, from, transaction_id, hashes, clock, slot)
             }
@@ -240,6 +270,56 @@ impl Shard {
                 self.udp_answered(Action::Invalid, from, Outcome::Error, clock.now);
                 Some(write_udp_error(slot, transaction_id, message))
             }
+        }
+    }
+
+    /// The request hooks' verdict on a sender (Ok when no hook checks).
+    fn check_udp_request(&self, from: SocketAddr, kind: RequestKind) -> Result<(), Refusal> {
+        let mut tracker = self.tracker.borrow_mut();
+        if !tracker.checks_requests() {
+            return Ok(());
+        }
+        tracker.check_request(&RequestContext {
+            protocol: Protocol::Udp,
+            source: from.ip(),
+            kind,
+        })
+    }
+
+    /// Answers a refused request from a proven sender with an error
+    /// packet, or nothing when the refusal says so.
+    fn refuse_udp(
+        &self,
+        refusal: Refusal,
+        action: Action,
+        from: SocketAddr,
+        transaction_id: u32,
+        clock: Clock,
+        slot: &mut [u8],
+    ) -> Option<usize> {
+        if refusal.kind == RefusalKind::Forbidden {
+            self.counters.udp_dropped(UdpDrop::Refused, 1);
+            return None;
+        }
+        self.counters
+            .request(Protocol::Udp, action, Family::of(from.ip()));
+        self.udp_answered(action, from, Outcome::Error, clock.now);
+        Some(write_udp_error(slot, transaction_id, &refusal.reason))
+    }
+
+    /// BEP 41: URL data whose path matches an announce route with a
+    /// `:passkey` segment (`/PASSKEY/announce`) gives the passkey, as the
+    /// same path does over HTTP.
+    fn take_udp_passkey(&self, announce: &mut crate::bittorrent::Announce) {
+        if announce.url_data.is_empty() {
+            return;
+        }
+        let path = url_data_path(&announce.url_data);
+        if let Route::Announce {
+            passkey: Some(passkey),
+        } = self.common.checked.routes.match_path(path)
+        {
+            announce.passkey = Some(passkey.into());
         }
     }
 
@@ -282,13 +362,18 @@ impl Shard {
             return None;
         }
         self.counters.request(Protocol::Udp, Action::Scrape, family);
-        let counts = self.gather_scrape(hashes, || ScrapeReplyTo::Udp {
+        let counts = self.gather_scrape(hashes, Some(request.client), || ScrapeReplyTo::Udp {
             endpoint,
             to: from,
             transaction_id,
             received: clock.now,
         })?;
         self.udp_answered(Action::Scrape, from, Outcome::Ok, clock.now);
-        Some(write_udp_scrape(slot, transaction_id, &counts))
+        let len = write_udp_scrape(slot, transaction_id, &counts);
+        let mut tracker = self.tracker.borrow_mut();
+        if tracker.wants_after_scrape() {
+            tracker.after_scrape(&request, &counts);
+        }
+        Some(len)
     }
 }

@@ -37,7 +37,7 @@ mod tests;
 
 use crate::bittorrent::{Announce, Client, Counts, Event, InfoHash, Protocol};
 use crate::config::{PreferSubnet, TrackerConfig};
-use crate::middleware::{AnnounceContext, Chain, Refusal, ScrapeContext};
+use crate::middleware::{AnnounceContext, Chain, Refusal, RequestContext, ScrapeContext};
 use crate::protocol::http::client_ip::normalize;
 use crate::protocol::udp;
 use crate::storage::{Expired, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, Want};
@@ -149,7 +149,7 @@ impl Rejection {
     pub fn reason(&self) -> &str {
         match self {
             Rejection::BadRequest(reason) => reason,
-            Rejection::Refused(refusal) => &refusal.0,
+            Rejection::Refused(refusal) => &refusal.reason,
         }
     }
 }
@@ -315,6 +315,25 @@ impl<S: PeerStore> Tracker<S> {
         })
     }
 
+    /// Whether any hook checks requests as they arrive (`check_request`);
+    /// when none does, the request path skips the call.
+    #[inline]
+    pub fn checks_requests(&self) -> bool {
+        self.hooks.checks_requests()
+    }
+
+    /// Whether HTTP announces should keep their query string for hooks.
+    #[inline]
+    pub fn wants_params(&self) -> bool {
+        self.hooks.wants_params()
+    }
+
+    /// A request's first check, on the shard it arrived at: the hooks that
+    /// judge the sender alone (bans, rate limits).
+    pub fn check_request(&mut self, request: &RequestContext) -> Result<(), Refusal> {
+        self.hooks.before_request(request)
+    }
+
     /// Whether a scrape may be answered: it names 1..=`max_scrape`
     /// infohashes and the hooks let it through.
     pub fn check_scrape(&mut self, request: &ScrapeRequest) -> Result<(), Rejection> {
@@ -340,6 +359,24 @@ impl<S: PeerStore> Tracker<S> {
     #[inline]
     pub fn scrape(&self, info_hash: &InfoHash) -> Counts {
         self.store.scrape(info_hash)
+    }
+
+    /// Whether any post-hook wants scrapes (`after_scrape`).
+    #[inline]
+    pub fn wants_after_scrape(&self) -> bool {
+        self.hooks.wants_after_scrape()
+    }
+
+    /// Post-hooks of a scrape whose answer just left, with its counts.
+    pub fn after_scrape(&mut self, request: &ScrapeRequest, counts: &[Counts]) {
+        let ctx = ScrapeContext {
+            protocol: request.protocol,
+            client: request.client,
+            shard: self.shard,
+            info_hashes: request.info_hashes,
+            passkey: request.passkey,
+        };
+        self.hooks.after_scrape(&ctx, counts);
     }
 
     /// Post-hooks of the announces whose answers just left.

@@ -67,6 +67,7 @@ fn announce(ih: u8, left: u64, event: Event) -> Announce {
         port: 6881,
         url_data: Default::default(),
         passkey: None,
+        query: None,
     }
 }
 

@@ -102,6 +102,15 @@ pub fn failure(out: &mut Vec<u8>, reason: &str) {
     out.push(b'e');
 }
 
+/// A failure with BEP 31's `retry in` (minutes).
+pub fn failure_retry_in(out: &mut Vec<u8>, reason: &str, minutes: u32) {
+    out.push(b'd');
+    bytes(out, b"failure reason");
+    bytes(out, reason.as_bytes());
+    int(out, b"retry in", minutes.into());
+    out.push(b'e');
+}
+
 /// Scrape counts of one torrent (BEP 48 with BEP 21's `downloaders`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScrapeFile {
@@ -203,6 +212,9 @@ mod tests {
         let mut out = Vec::new();
         failure(&mut out, "missing info_hash");
         assert_eq!(out, b"d14:failure reason17:missing info_hashe");
+        let mut out = Vec::new();
+        failure_retry_in(&mut out, "slow down", 2);
+        assert_eq!(out, b"d14:failure reason9:slow down8:retry ini2ee");
 
         let file = ScrapeFile {
             complete: 1,

@@ -127,6 +127,7 @@ pub fn parse_announce(query: &[u8]) -> Result<HttpAnnounce, QueryError> {
         key: parse_key(raw.key.unwrap_or_default()),
         url_data: UrlData::new(),
         passkey: None,
+        query: None,
     };
     Ok(HttpAnnounce {
         announce,
@@ -173,6 +174,14 @@ pub fn percent_decode_exact<const N: usize>(input: &[u8]) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     let len = percent_decode_into(input, &mut out)?;
     (len == N).then_some(out)
+}
+
+/// Percent-decodes `input` (`+` is a space); None on a bad escape.
+pub fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0; input.len()];
+    let len = percent_decode_into(input, &mut out)?;
+    out.truncate(len);
+    Some(out)
 }
 
 /// Decodes into `out`, returning the decoded length; None on a bad escape
