@@ -1,6 +1,6 @@
 use clap::Parser;
 use shoal::config::{self, Config, LogFormat, DEFAULT_CONFIG_YAML};
-use shoal::server::Server;
+use shoal::server::{Reloader, Server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(server.config());
-    run(server)
+    run(server, cli)
 }
 
 fn init_logging(config: &Config) {
@@ -63,7 +63,45 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(server: Server) -> ExitCode {
+/// SIGHUP re-reads the config file (with the same `--set` overrides) and
+/// applies what can change live (the hooks, with the files they read); a
+/// bad config is refused with the reason and the running one kept.
+fn watch_reloads(reloader: Reloader, cli: Cli) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install the SIGHUP handler (no live reload): {e}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("shoal-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let applied = config::load(&cli.config, &cli.overrides)
+                    .and_then(|config| reloader.reload(&config));
+                match applied {
+                    Ok(restart) if restart.is_empty() => {
+                        tracing::info!(config = %cli.config.display(), "configuration reloaded")
+                    }
+                    Ok(restart) => tracing::warn!(
+                        config = %cli.config.display(),
+                        "configuration reloaded; changes to {} take effect at the next restart",
+                        restart.join(", ")
+                    ),
+                    Err(e) => tracing::error!(
+                        "reload refused, the running configuration is kept: {}: {e}",
+                        cli.config.display()
+                    ),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the reload thread (no live reload): {e}");
+    }
+}
+
+fn run(server: Server, cli: Cli) -> ExitCode {
     tracing::info!(
         "effective configuration: {}",
         server.config().to_masked_json()
@@ -75,6 +113,7 @@ fn run(server: Server) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    watch_reloads(running.reloader(), cli);
     let flag = running.shutdown_flag();
     // The first SIGINT/SIGTERM asks the shards to stop; a second one, if
     // they have not, ends the process at once.

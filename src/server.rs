@@ -29,6 +29,8 @@ pub struct Server {
 
 /// A started tracker.
 pub struct Running {
+    /// The hook names a reload may use (the start's).
+    registry: middleware::Registry,
     executors: Vec<ExecutorJoinHandle<ShardFigures>>,
     heartbeat: std::thread::JoinHandle<()>,
     snapshots: Option<(Arc<Snapshots>, std::thread::JoinHandle<()>)>,
@@ -165,7 +167,7 @@ impl Server {
             owner,
             start: Instant::now(),
             shutdown: shutdown.clone(),
-            configured_hooks,
+            hooks: shard::HookReloads::new(configured_hooks),
             linked_hooks: self.hooks,
             checked,
             failure: Default::default(),
@@ -226,6 +228,7 @@ impl Server {
         };
         tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, metrics = ?metrics_addrs, "Shoal is serving");
         Ok(Running {
+            registry: self.registry,
             executors,
             heartbeat,
             snapshots,
@@ -308,7 +311,56 @@ impl Server {
     }
 }
 
+/// Applies reloaded configurations to a running tracker (SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    common: Arc<Common>,
+    registry: middleware::Registry,
+}
+
+/// The config sections a reload applies; the rest take effect at the
+/// next start.
+pub const RELOADED: &[&str] = &["hooks"];
+
+impl Reloader {
+    /// Checks `config` as a start would and hands its hook chains to the
+    /// shards (each takes them on its next tick, within 100 ms). A hook
+    /// builder reads its files here, off the shards. On an error nothing
+    /// changes. Returns the sections that changed but need a restart.
+    pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, String> {
+        config.validate()?;
+        let hooks = self.registry.build(&config.hooks)?;
+        self.common.hooks.publish(hooks);
+        Ok(restart_needed(&self.common.config, config))
+    }
+}
+
+/// The sections other than `RELOADED` that differ between two configs.
+fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let sections = [
+        ("runtime", running.runtime != new.runtime),
+        ("log", running.log != new.log),
+        ("udp", running.udp != new.udp),
+        ("http", running.http != new.http),
+        ("tracker", running.tracker != new.tracker),
+        ("metrics", running.metrics != new.metrics),
+        ("storage", running.storage != new.storage),
+    ];
+    sections
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+}
+
 impl Running {
+    /// A handle that applies reloaded configurations (see `Reloader`).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            common: self.common.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
     /// Asks every shard to stop; `join` waits for them.
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::Relaxed);

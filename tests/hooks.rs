@@ -152,3 +152,86 @@ fn bad_hooks_stop_the_start_naming_the_key() {
         assert!(err.contains(expected), "{set}: {err}");
     }
 }
+
+/// Records the passkeys announces carry and counts scrapes' post-hooks.
+struct Passkeys {
+    seen: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    scrapes: Arc<AtomicU64>,
+}
+
+impl Hook for Passkeys {
+    fn name(&self) -> &'static str {
+        "passkeys"
+    }
+
+    fn before_announce(&mut self, ctx: &mut AnnounceContext) -> Result<(), Refusal> {
+        let key = ctx.announce.passkey.as_deref().unwrap_or_default().to_vec();
+        self.seen.lock().unwrap().push(key);
+        Ok(())
+    }
+
+    fn after_scrape(&mut self, ctx: &ScrapeContext, counts: &[Counts]) {
+        assert_eq!(ctx.info_hashes.len(), counts.len());
+        self.scrapes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn wants_after_scrape(&self) -> bool {
+        true
+    }
+}
+
+/// A hook sees the passkey of an HTTP route and of UDP URL data (BEP 41)
+/// matching the same route, and post-scrape hooks run for both protocols.
+#[test]
+fn hooks_see_passkeys_from_http_routes_and_udp_url_data() {
+    let port = free_port();
+    let config = config::from_yaml(
+        "",
+        &[
+            format!("runtime.cores={}", test_cores()),
+            format!("udp.listen=[\"127.0.0.1:{port}\"]"),
+            format!("http.listen=[\"127.0.0.1:{port}\"]"),
+            "http.announce_routes=[\"/:passkey/announce\"]".into(),
+            "http.scrape_routes=[\"/:passkey/scrape\"]".into(),
+            "metrics.listen=[]".into(),
+        ],
+    )
+    .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let (s, n) = (seen.clone(), scrapes.clone());
+    let running = Server::new(config)
+        .with_hooks(Arc::new(move |_| {
+            vec![Box::new(Passkeys {
+                seen: s.clone(),
+                scrapes: n.clone(),
+            }) as Box<dyn Hook>]
+        }))
+        .start()
+        .unwrap();
+    let ih = random_hash();
+    let mut http = HttpClient::connect(running.http_addrs[0]);
+    let target = announce_target(&ih, &[b'p'; 20], 6101, 5, "");
+    let r = http.get(&target.replacen("/announce", "/httpkey/announce", 1));
+    assert_eq!(r.bencode().int("incomplete"), 1);
+    let c = Client::connected(running.udp_addrs[0]);
+    let mut p = c.announce_packet(&Announce::new(ih, 6102), 3);
+    let url = b"/udpkey/announce?x=1";
+    p.extend_from_slice(&[2, url.len() as u8]);
+    p.extend_from_slice(url);
+    p.push(0);
+    c.send(&p);
+    assert_eq!(be32(&c.recv().unwrap()[0..4]), 1);
+    assert_eq!(c.scrape(&[ih]), vec![(0, 0, 2)]);
+    let r = http.get(&format!(
+        "/httpkey/scrape?info_hash={}",
+        common::http::encode(&ih)
+    ));
+    assert_eq!(r.status, 200);
+    running.shutdown();
+    running.join().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(seen.contains(&b"httpkey".to_vec()), "{seen:?}");
+    assert!(seen.contains(&b"udpkey".to_vec()), "{seen:?}");
+    assert_eq!(scrapes.load(Ordering::Relaxed), 2);
+}

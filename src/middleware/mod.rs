@@ -9,14 +9,18 @@
 //!   and what a hook sees;
 //! - `chain.rs`: one shard's hooks in order, each in its stages;
 //! - `registry.rs`: config names to hooks (`hooks.pre`, `hooks.post`);
+//! - `options.rs`: reading a hook's options, the per-shard maker;
 //! - `params.rs`: announce parameters beyond the standard ones (`jwt`);
 //! - one file per built-in hook.
 
 pub mod chain;
+pub mod client_approval;
 pub mod hook;
 pub mod interval_variation;
+pub mod options;
 pub mod params;
 pub mod registry;
+pub mod torrent_approval;
 
 pub use chain::{Chain, Link, Stage};
 pub use hook::{

@@ -6,6 +6,8 @@
 use super::chain::{Chain, Link, Stage};
 use super::hook::Hook;
 use super::interval_variation::{self, IntervalVariation};
+pub use super::options::{parse_options, Maker};
+use super::{client_approval, torrent_approval};
 use crate::config::{HookConfig, HooksConfig};
 use std::sync::Arc;
 
@@ -15,9 +17,6 @@ pub type HookFactory = Arc<dyn Fn(usize) -> Vec<Box<dyn Hook>> + Send + Sync>;
 pub fn no_hooks() -> HookFactory {
     Arc::new(|_| Vec::new())
 }
-
-/// Makes one shard's instance of a configured hook.
-pub type Maker = Arc<dyn Fn(usize) -> Box<dyn Hook> + Send + Sync>;
 
 /// Checks a hook's options and returns its maker, or what is wrong (the
 /// registry adds the key).
@@ -39,7 +38,11 @@ impl Registry {
     /// Shoal's built-in hooks.
     pub fn builtin() -> Self {
         Self {
-            builders: vec![(interval_variation::NAME, build_interval_variation)],
+            builders: vec![
+                (interval_variation::NAME, build_interval_variation),
+                (client_approval::NAME, client_approval::build),
+                (torrent_approval::NAME, torrent_approval::build),
+            ],
         }
     }
 
@@ -110,26 +113,6 @@ impl ConfiguredHooks {
         });
         Chain::new(configured.chain(linked).collect())
     }
-}
-
-/// Reads a hook's options into `T`; a missing or wrong field is named.
-pub fn parse_options<T: serde::de::DeserializeOwned>(
-    options: &serde_yaml::Value,
-) -> Result<T, String> {
-    let options = if options.is_null() {
-        serde_yaml::Value::Mapping(Default::default())
-    } else {
-        options.clone()
-    };
-    serde_path_to_error::deserialize(options).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        if path == "." {
-            message
-        } else {
-            format!("{path}: {message}")
-        }
-    })
 }
 
 fn build_interval_variation(options: &serde_yaml::Value) -> Result<Maker, String> {

@@ -44,8 +44,8 @@ pub struct Common {
     pub connection_ids: ConnectionIdKey,
     pub start: Instant,
     pub shutdown: Arc<AtomicBool>,
-    /// The hooks named in the config, checked.
-    pub configured_hooks: ConfiguredHooks,
+    /// The hooks named in the config, checked; replaced on a reload.
+    pub hooks: HookReloads,
     /// An operator's own hooks, linked with `Server::with_hooks`.
     pub linked_hooks: HookFactory,
     /// Why the process stops on its own, if it does: the first fatal error.
@@ -55,6 +55,42 @@ pub struct Common {
     pub metrics: Arc<Registry>,
     /// The snapshot writer, when `storage.snapshot.path` is set.
     pub snapshots: Option<Arc<Snapshots>>,
+}
+
+/// The latest checked hook chains, for the shards to take on their next
+/// housekeeping tick (a reload builds them off the shards; a shard only
+/// reads the generation there, never on the request path).
+pub struct HookReloads {
+    generation: std::sync::atomic::AtomicU64,
+    latest: std::sync::Mutex<Arc<ConfiguredHooks>>,
+}
+
+impl HookReloads {
+    pub fn new(hooks: ConfiguredHooks) -> Self {
+        Self {
+            generation: Default::default(),
+            latest: std::sync::Mutex::new(Arc::new(hooks)),
+        }
+    }
+
+    /// Hands new chains to every shard.
+    pub fn publish(&self, hooks: ConfiguredHooks) {
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Arc::new(hooks);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn latest(&self) -> Arc<ConfiguredHooks> {
+        match self.latest.lock() {
+            Ok(latest) => latest.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 impl Common {
@@ -128,6 +164,8 @@ pub(crate) struct Shard {
     mesh: Mesh,
     /// The last snapshot generation this shard started exporting.
     snapshot_generation: Cell<u64>,
+    /// The hook reload generation this shard's chain was built from.
+    hooks_generation: Cell<u64>,
 }
 
 impl Shard {
@@ -164,11 +202,29 @@ impl Shard {
         self.counters
             .sweep(clock.now.elapsed(), done.peers, done.torrents);
         self.http.poller.expire(clock.now);
+        self.take_hook_reload();
         if let Some(generation) = self.common.metrics.wanted(self.id) {
             self.common
                 .metrics
                 .publish(self.id, generation, self.figures());
         }
+    }
+
+    /// Rebuilds this shard's chain from a reload, if one came: hooks that
+    /// take their new options keep their state (`Chain::reload`).
+    fn take_hook_reload(&self) {
+        let generation = self.common.hooks.generation();
+        if generation == self.hooks_generation.get() {
+            return;
+        }
+        self.hooks_generation.set(generation);
+        let fresh = self
+            .common
+            .hooks
+            .latest()
+            .chain(self.id, &self.common.linked_hooks);
+        self.tracker.borrow_mut().reload_hooks(fresh);
+        tracing::info!(shard = self.id, "hooks reloaded");
     }
 
     /// A copy of this shard's counters and gauges.
@@ -233,7 +289,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
             config.http.dual_stack,
         ),
         MemoryStore::new(limits),
-        common.configured_hooks.chain(plan.id, &common.linked_hooks),
+        common.hooks.latest().chain(plan.id, &common.linked_hooks),
         fastrand::Rng::with_seed(u64::from_le_bytes(seed)),
     );
     let clock = Clock::read(common.start);
@@ -241,6 +297,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let shard = Rc::new(Shard {
         id: plan.id,
         snapshot_generation: Cell::new(0),
+        hooks_generation: Cell::new(common.hooks.generation()),
         tracker: RefCell::new(tracker),
         counters: Counters::default(),
         latency: common.metrics.latency_histograms.then(Latency::default),

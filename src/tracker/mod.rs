@@ -345,13 +345,7 @@ impl<S: PeerStore> Tracker<S> {
         if request.info_hashes.len() > self.settings.max_scrape {
             return Err(Rejection::BadRequest("too many info hashes in one scrape"));
         }
-        let ctx = ScrapeContext {
-            protocol: request.protocol,
-            client: request.client,
-            shard: self.shard,
-            info_hashes: request.info_hashes,
-            passkey: request.passkey,
-        };
+        let ctx = self.scrape_context(request);
         self.hooks.before_scrape(&ctx).map_err(Rejection::Refused)
     }
 
@@ -369,14 +363,18 @@ impl<S: PeerStore> Tracker<S> {
 
     /// Post-hooks of a scrape whose answer just left, with its counts.
     pub fn after_scrape(&mut self, request: &ScrapeRequest, counts: &[Counts]) {
-        let ctx = ScrapeContext {
+        let ctx = self.scrape_context(request);
+        self.hooks.after_scrape(&ctx, counts);
+    }
+
+    fn scrape_context<'a>(&self, request: &ScrapeRequest<'a>) -> ScrapeContext<'a> {
+        ScrapeContext {
             protocol: request.protocol,
             client: request.client,
             shard: self.shard,
             info_hashes: request.info_hashes,
             passkey: request.passkey,
-        };
-        self.hooks.after_scrape(&ctx, counts);
+        }
     }
 
     /// Post-hooks of the announces whose answers just left.
@@ -410,6 +408,11 @@ impl<S: PeerStore> Tracker<S> {
     /// this store's clock.
     pub fn import(&mut self, info_hash: &InfoHash, downloaded: u32, peers: &[StoredPeer]) {
         self.store.import(info_hash, downloaded, peers);
+    }
+
+    /// Takes a reloaded configuration's chain for this shard.
+    pub fn reload_hooks(&mut self, fresh: Chain) {
+        self.hooks.reload(fresh, self.shard);
     }
 
     /// Stops the hooks (the shard is stopping).

@@ -93,6 +93,17 @@ impl Tracker {
         panic!("shoal did not answer within 20s");
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// SIGTERM, then the exit status (graceful shutdown).
     pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
