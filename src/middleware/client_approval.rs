@@ -6,7 +6,7 @@
 //! Scrapes are not checked.
 
 use super::hook::{AnnounceContext, Hook, Refusal};
-use super::options::Maker;
+use super::options::{Approval, Maker};
 use crate::bittorrent::PeerId;
 use ahash::HashSet;
 use serde::Deserialize;
@@ -32,14 +32,8 @@ pub fn client_id(peer_id: &PeerId) -> ClientId {
     peer_id[start..start + 6].try_into().expect("six bytes")
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Rule {
-    Only(HashSet<ClientId>),
-    Not(HashSet<ClientId>),
-}
-
 pub struct ClientApproval {
-    rule: Arc<Rule>,
+    rule: Arc<Approval<ClientId>>,
 }
 
 /// Checks the options (the error names the option) and returns the maker
@@ -51,7 +45,7 @@ pub fn build(options: &serde_yaml::Value) -> Result<Maker, String> {
     }))
 }
 
-fn rule(options: Options) -> Result<Rule, String> {
+fn rule(options: Options) -> Result<Approval<ClientId>, String> {
     let ids = |key: &str, list: &[String]| {
         list.iter()
             .enumerate()
@@ -65,21 +59,17 @@ fn rule(options: Options) -> Result<Rule, String> {
             })
             .collect::<Result<HashSet<_>, _>>()
     };
-    match (options.whitelist.is_empty(), options.blacklist.is_empty()) {
-        (false, false) => Err("whitelist, blacklist: using both is invalid".into()),
-        (true, true) => Err("whitelist, blacklist: give one of them".into()),
-        (false, true) => Ok(Rule::Only(ids("whitelist", &options.whitelist)?)),
-        (true, false) => Ok(Rule::Not(ids("blacklist", &options.blacklist)?)),
-    }
+    let given = |list: Vec<String>| (!list.is_empty()).then_some(list);
+    Approval::from_lists(
+        given(options.whitelist),
+        given(options.blacklist),
+        |key, list| ids(key, &list),
+    )
 }
 
 impl ClientApproval {
     pub fn approves(&self, peer_id: &PeerId) -> bool {
-        let id = client_id(peer_id);
-        match &*self.rule {
-            Rule::Only(allowed) => allowed.contains(&id),
-            Rule::Not(denied) => !denied.contains(&id),
-        }
+        self.rule.approves(&client_id(peer_id))
     }
 }
 

@@ -2,6 +2,8 @@
 //! failing field named, and the maker of each shard's instance.
 
 use super::hook::Hook;
+use ahash::HashSet;
+use std::hash::Hash;
 use std::sync::Arc;
 
 /// Makes one shard's instance of a configured hook.
@@ -25,4 +27,35 @@ pub fn parse_options<T: serde::de::DeserializeOwned>(
             format!("{path}: {message}")
         }
     })
+}
+
+/// A whitelist or a blacklist, never both: Chihaya's approval hooks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Approval<T: Eq + Hash> {
+    Only(HashSet<T>),
+    Not(HashSet<T>),
+}
+
+impl<T: Eq + Hash> Approval<T> {
+    /// The rule of the one list given; `read` parses a list (its errors
+    /// name the entry, after the list's key it is given).
+    pub fn from_lists<L>(
+        whitelist: Option<L>,
+        blacklist: Option<L>,
+        read: impl Fn(&str, L) -> Result<HashSet<T>, String>,
+    ) -> Result<Self, String> {
+        match (whitelist, blacklist) {
+            (Some(_), Some(_)) => Err("whitelist, blacklist: using both is invalid".into()),
+            (None, None) => Err("whitelist, blacklist: give one of them".into()),
+            (Some(list), None) => Ok(Approval::Only(read("whitelist", list)?)),
+            (None, Some(list)) => Ok(Approval::Not(read("blacklist", list)?)),
+        }
+    }
+
+    pub fn approves(&self, item: &T) -> bool {
+        match self {
+            Approval::Only(allowed) => allowed.contains(item),
+            Approval::Not(denied) => !denied.contains(item),
+        }
+    }
 }

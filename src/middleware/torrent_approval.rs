@@ -6,7 +6,7 @@
 //! checked (a scrape of an unknown torrent reveals nothing).
 
 use super::hook::{AnnounceContext, Hook, Refusal};
-use super::options::{parse_options, Maker};
+use super::options::{parse_options, Approval, Maker};
 use crate::bittorrent::InfoHash;
 use ahash::HashSet;
 use serde::Deserialize;
@@ -29,14 +29,8 @@ pub enum List {
     File { path: String },
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Rule {
-    Only(HashSet<InfoHash>),
-    Not(HashSet<InfoHash>),
-}
-
 pub struct TorrentApproval {
-    rule: Arc<Rule>,
+    rule: Arc<Approval<InfoHash>>,
 }
 
 /// Checks the options and reads any file (errors name the option, the
@@ -49,13 +43,10 @@ pub fn build(options: &serde_yaml::Value) -> Result<Maker, String> {
     }))
 }
 
-fn rule(options: Options) -> Result<Rule, String> {
-    match (options.whitelist, options.blacklist) {
-        (Some(_), Some(_)) => Err("whitelist, blacklist: using both is invalid".into()),
-        (None, None) => Err("whitelist, blacklist: give one of them".into()),
-        (Some(list), None) => Ok(Rule::Only(hashes("whitelist", &list)?)),
-        (None, Some(list)) => Ok(Rule::Not(hashes("blacklist", &list)?)),
-    }
+fn rule(options: Options) -> Result<Approval<InfoHash>, String> {
+    Approval::from_lists(options.whitelist, options.blacklist, |key, list| {
+        hashes(key, &list)
+    })
 }
 
 fn hashes(key: &str, list: &List) -> Result<HashSet<InfoHash>, String> {
@@ -98,10 +89,7 @@ fn parse_hash(entry: &str) -> Result<InfoHash, String> {
 
 impl TorrentApproval {
     pub fn approves(&self, info_hash: &InfoHash) -> bool {
-        match &*self.rule {
-            Rule::Only(allowed) => allowed.contains(info_hash),
-            Rule::Not(denied) => !denied.contains(info_hash),
-        }
+        self.rule.approves(info_hash)
     }
 }
 
