@@ -10,11 +10,13 @@
 //! - `chain.rs`: one shard's hooks in order, each in its stages;
 //! - `registry.rs`: config names to hooks (`hooks.pre`, `hooks.post`);
 //! - `params.rs`: announce parameters beyond the standard ones (`jwt`);
-//! - one file per built-in hook.
+//! - one file per built-in hook (`jwt` with its key fetcher, `jwk_set.rs`).
 
 pub mod chain;
 pub mod hook;
 pub mod interval_variation;
+pub mod jwk_set;
+pub mod jwt;
 pub mod params;
 pub mod registry;
 
