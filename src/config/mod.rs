@@ -1,7 +1,7 @@
 //! The one YAML configuration: structure, defaults, `--set` overrides and
 //! validation. A bad file stops the start with a message naming the key.
 
-mod duration;
+pub mod duration;
 mod size;
 
 pub use size::ByteSize;

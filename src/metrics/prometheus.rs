@@ -237,6 +237,16 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         |f, out| out(&[], f.counters.expired_torrents),
     );
     e.family(
+        "shoal_jwk_fetch_failures_total",
+        "counter",
+        "JWK Set refreshes of the jwt hook that failed (the last keys were kept).",
+    );
+    e.sample(
+        "shoal_jwk_fetch_failures_total",
+        &[],
+        crate::middleware::jwk_set::fetch_failures(),
+    );
+    e.family(
         "shoal_expiry_sweep_duration_seconds",
         "histogram",
         "Time spent in one expiry slice (every 100 ms per shard).",

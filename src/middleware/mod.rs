@@ -11,13 +11,15 @@
 //! - `registry.rs`: config names to hooks (`hooks.pre`, `hooks.post`);
 //! - `options.rs`: reading a hook's options, the per-shard maker;
 //! - `params.rs`: announce parameters beyond the standard ones (`jwt`);
-//! - one file per built-in hook.
+//! - one file per built-in hook (`jwt` with its key fetcher, `jwk_set.rs`).
 
 pub mod chain;
 pub mod client_approval;
 pub mod hook;
 pub mod interval_variation;
 pub mod options;
+pub mod jwk_set;
+pub mod jwt;
 pub mod params;
 pub mod registry;
 pub mod torrent_approval;

@@ -8,6 +8,8 @@ use super::hook::Hook;
 use super::interval_variation::{self, IntervalVariation};
 pub use super::options::{parse_options, Maker};
 use super::{client_approval, torrent_approval};
+use super::jwk_set::Fetcher;
+use super::jwt::{self, Jwt};
 use crate::config::{HookConfig, HooksConfig};
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ impl Registry {
                 (interval_variation::NAME, build_interval_variation),
                 (client_approval::NAME, client_approval::build),
                 (torrent_approval::NAME, torrent_approval::build),
+                (jwt::NAME, build_jwt),
             ],
         }
     }
@@ -120,6 +123,19 @@ fn build_interval_variation(options: &serde_yaml::Value) -> Result<Maker, String
     options.check()?;
     Ok(Arc::new(move |_| {
         Box::new(IntervalVariation::new(options.clone())) as Box<dyn Hook>
+    }))
+}
+
+/// Fetches the JWK Set once (a failure refuses the configuration, naming
+/// `jwk_set_url`) and starts its refresh thread; each shard's instance
+/// subscribes to it.
+fn build_jwt(options: &serde_yaml::Value) -> Result<Maker, String> {
+    let options: jwt::Options = parse_options(options)?;
+    options.check()?;
+    let fetcher = Fetcher::start(options.jwk_set_url.clone(), options.jwk_set_update_interval)
+        .map_err(|e| format!("jwk_set_url: {e}"))?;
+    Ok(Arc::new(move |_| {
+        Box::new(Jwt::new(&options, fetcher.subscribe())) as Box<dyn Hook>
     }))
 }
 
