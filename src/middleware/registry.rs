@@ -6,10 +6,10 @@
 use super::chain::{Chain, Link, Stage};
 use super::hook::Hook;
 use super::interval_variation::{self, IntervalVariation};
-pub use super::options::{parse_options, Maker};
-use super::{client_approval, torrent_approval};
 use super::jwk_set::Fetcher;
 use super::jwt::{self, Jwt};
+pub use super::options::{parse_options, Maker};
+use super::{client_approval, torrent_approval};
 use crate::config::{HookConfig, HooksConfig};
 use std::sync::Arc;
 
