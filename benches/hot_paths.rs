@@ -141,16 +141,9 @@ fn announce(info_hash: [u8; 20], left: u64) -> Announce {
     Announce {
         info_hash,
         peer_id: [1; 20],
-        downloaded: 0,
         left,
-        uploaded: 0,
-        event: Event::None,
-        key: 0,
-        numwant: None,
         port: 6881,
-        url_data: Default::default(),
-        passkey: None,
-        query: None,
+        ..Default::default()
     }
 }
 
@@ -249,11 +242,63 @@ fn bench_swarm(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the `jwt` hook adds to an announce: one token checked against
+/// the test fixtures' keys (RS256 with RSA 2048, ES256 with P-256).
+fn bench_jwt(c: &mut Criterion) {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use shoal::middleware::jwk_set::KeySet;
+    use shoal::middleware::jwt::{Jwt, Options};
+
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/jwt/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let options = Options {
+        issuer: "https://issuer.example".into(),
+        audience: "shoal".into(),
+        jwk_set_url: "http://127.0.0.1/unused".into(),
+        jwk_set_update_interval: std::time::Duration::from_secs(60),
+    };
+    let jwt = Jwt::with_keys(&options, KeySet::parse(&fixture("jwks.json")).unwrap());
+    let info_hash = [7u8; 20];
+    let hex: String = info_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let claims =
+        serde_json::json!({"iss": options.issuer, "aud": [options.audience], "infohash": hex});
+    let now = 1.0e9;
+    let mut g = c.benchmark_group("jwt");
+    g.throughput(Throughput::Elements(1));
+    for (alg, kid, key) in [
+        (
+            Algorithm::RS256,
+            "test-rsa",
+            EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap(),
+        ),
+        (
+            Algorithm::ES256,
+            "test-ec",
+            EncodingKey::from_ec_pem(&fixture("ec.pem")).unwrap(),
+        ),
+    ] {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        let token = encode(&header, &claims, &key).unwrap();
+        assert!(jwt.validate(token.as_bytes(), &info_hash, now).is_ok());
+        g.bench_function(format!("validate_{alg:?}"), |b| {
+            b.iter(|| jwt.validate(black_box(token.as_bytes()), &info_hash, now))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_udp,
     bench_connection_id,
     bench_http,
-    bench_swarm
+    bench_swarm,
+    bench_jwt
 );
 criterion_main!(benches);

@@ -24,8 +24,9 @@ pub enum Protocol {
     Http,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Event {
+    #[default]
     None,
     Started,
     Completed,
@@ -34,7 +35,8 @@ pub enum Event {
     Paused,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Default` is an all-zero regular announce (for tests and benches).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Announce {
     pub info_hash: InfoHash,
     pub peer_id: PeerId,

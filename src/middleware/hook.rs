@@ -21,6 +21,9 @@ pub struct RequestContext {
     /// The sender's address (after trusted proxies, for HTTP).
     pub source: IpAddr,
     pub kind: RequestKind,
+    /// The shard's clock, in seconds (monotonic, from an arbitrary start):
+    /// for hooks that count per time window.
+    pub now: u32,
 }
 
 /// What pre-hooks see of an announce, and may change: the client, the
@@ -34,6 +37,8 @@ pub struct AnnounceContext<'a> {
     /// Seconds; what the answer will tell the client.
     pub interval: u32,
     pub min_interval: u32,
+    /// The store's clock, in seconds (monotonic, from an arbitrary start).
+    pub now: u32,
 }
 
 pub struct ScrapeContext<'a> {

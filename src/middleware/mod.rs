@@ -11,16 +11,20 @@
 //! - `registry.rs`: config names to hooks (`hooks.pre`, `hooks.post`);
 //! - `options.rs`: reading a hook's options, the per-shard maker;
 //! - `params.rs`: announce parameters beyond the standard ones (`jwt`);
+//! - `recent.rs`: a fixed-size table of recently seen clients (`rate limit`);
 //! - one file per built-in hook (`jwt` with its key fetcher, `jwk_set.rs`).
 
 pub mod chain;
 pub mod client_approval;
 pub mod hook;
 pub mod interval_variation;
+pub mod ip_ban;
 pub mod jwk_set;
 pub mod jwt;
 pub mod options;
 pub mod params;
+pub mod rate_limit;
+pub mod recent;
 pub mod registry;
 pub mod torrent_approval;
 

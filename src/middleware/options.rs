@@ -59,3 +59,22 @@ impl<T: Eq + Hash> Approval<T> {
         }
     }
 }
+
+/// The entries of a list file: one a line, `#` starting a comment, blank
+/// lines skipped. Errors name `key`, the file and the line.
+pub fn read_list_file<T>(
+    key: &str,
+    path: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key}: cannot read {path}: {e}"))?;
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if !line.is_empty() {
+            entries.push(parse(line).map_err(|e| format!("{key}: {path} line {}: {e}", n + 1))?);
+        }
+    }
+    Ok(entries)
+}

@@ -49,18 +49,10 @@ mod tests {
 
     fn announce(query: Option<&[u8]>, url_data: &[u8]) -> Announce {
         Announce {
-            info_hash: [0; 20],
-            peer_id: [0; 20],
-            downloaded: 0,
-            left: 0,
-            uploaded: 0,
-            event: crate::bittorrent::Event::None,
-            key: 0,
-            numwant: None,
             port: 1,
             url_data: url_data.into(),
-            passkey: None,
             query: query.map(Into::into),
+            ..Default::default()
         }
     }
 

@@ -9,7 +9,7 @@ use super::interval_variation::{self, IntervalVariation};
 use super::jwk_set::Fetcher;
 use super::jwt::{self, Jwt};
 pub use super::options::{parse_options, Maker};
-use super::{client_approval, torrent_approval};
+use super::{client_approval, ip_ban, rate_limit, torrent_approval};
 use crate::config::{HookConfig, HooksConfig};
 use std::sync::Arc;
 
@@ -45,6 +45,8 @@ impl Registry {
                 (client_approval::NAME, client_approval::build),
                 (torrent_approval::NAME, torrent_approval::build),
                 (jwt::NAME, build_jwt),
+                (ip_ban::NAME, ip_ban::build),
+                (rate_limit::NAME, rate_limit::build),
             ],
         }
     }

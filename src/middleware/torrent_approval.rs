@@ -6,7 +6,7 @@
 //! checked (a scrape of an unknown torrent reveals nothing).
 
 use super::hook::{AnnounceContext, Hook, Refusal};
-use super::options::{parse_options, Approval, Maker};
+use super::options::{parse_options, read_list_file, Approval, Maker};
 use crate::bittorrent::InfoHash;
 use ahash::HashSet;
 use serde::Deserialize;
@@ -57,18 +57,7 @@ fn hashes(key: &str, list: &List) -> Result<HashSet<InfoHash>, String> {
             .map(|(i, entry)| parse_hash(entry).map_err(|e| format!("{key}[{i}]: {e}")))
             .collect(),
         List::File { path } => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{key}.path: cannot read {path}: {e}"))?;
-            let mut set = HashSet::default();
-            for (n, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or_default().trim();
-                if !line.is_empty() {
-                    let hash = parse_hash(line)
-                        .map_err(|e| format!("{key}.path: {path} line {}: {e}", n + 1))?;
-                    set.insert(hash);
-                }
-            }
-            Ok(set)
+            read_list_file(&format!("{key}.path"), path, parse_hash).map(HashSet::from_iter)
         }
     }
 }

@@ -382,6 +382,7 @@ impl Shard {
             protocol: Protocol::Http,
             source,
             kind,
+            now: self.coarse_clock.get().mono,
         };
         let refusal = tracker.check_request(&request).err()?;
         Some(http_refusal(body, &refusal))

@@ -166,7 +166,10 @@ impl Shard {
             Ok(Request::Connect { transaction_id }) => {
                 // An unproven sender: any refusal is silence (an error
                 // packet would be larger than the request).
-                if self.check_udp_request(from, RequestKind::Connect).is_err() {
+                if self
+                    .check_udp_request(from, RequestKind::Connect, clock.mono)
+                    .is_err()
+                {
                     self.counters.udp_dropped(UdpDrop::Refused, 1);
                     return None;
                 }
@@ -186,7 +189,9 @@ impl Shard {
                     self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
-                if let Err(refusal) = self.check_udp_request(from, RequestKind::Announce) {
+                if let Err(refusal) =
+                    self.check_udp_request(from, RequestKind::Announce, clock.mono)
+                {
                     return self.refuse_udp(
                         refusal,
                         Action::Announce,
@@ -238,7 +243,8 @@ impl Shard {
                     self.counters.udp_dropped(UdpDrop::BadConnectionId, 1);
                     return None;
                 }
-                if let Err(refusal) = self.check_udp_request(from, RequestKind::Scrape) {
+                if let Err(refusal) = self.check_udp_request(from, RequestKind::Scrape, clock.mono)
+                {
                     return self.refuse_udp(
                         refusal,
                         Action::Scrape,
@@ -274,7 +280,12 @@ impl Shard {
     }
 
     /// The request hooks' verdict on a sender (Ok when no hook checks).
-    fn check_udp_request(&self, from: SocketAddr, kind: RequestKind) -> Result<(), Refusal> {
+    fn check_udp_request(
+        &self,
+        from: SocketAddr,
+        kind: RequestKind,
+        now: u32,
+    ) -> Result<(), Refusal> {
         let mut tracker = self.tracker.borrow_mut();
         if !tracker.checks_requests() {
             return Ok(());
@@ -283,6 +294,7 @@ impl Shard {
             protocol: Protocol::Udp,
             source: from.ip(),
             kind,
+            now,
         })
     }
 

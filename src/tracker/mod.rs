@@ -246,6 +246,7 @@ impl<S: PeerStore> Tracker<S> {
                 announce: &mut *announce,
                 interval,
                 min_interval,
+                now,
             };
             self.hooks
                 .before_announce(&mut ctx)
@@ -413,6 +414,11 @@ impl<S: PeerStore> Tracker<S> {
     /// Takes a reloaded configuration's chain for this shard.
     pub fn reload_hooks(&mut self, fresh: Chain) {
         self.hooks.reload(fresh, self.shard);
+    }
+
+    /// Takes reloaded settings; stored peers keep the expiry they have.
+    pub fn reload_settings(&mut self, settings: Settings) {
+        self.settings = settings;
     }
 
     /// Stops the hooks (the shard is stopping).

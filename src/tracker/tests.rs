@@ -58,16 +58,10 @@ fn announce(ih: u8, left: u64, event: Event) -> Announce {
     Announce {
         info_hash: [ih; 20],
         peer_id: [7; 20],
-        downloaded: 0,
         left,
-        uploaded: 0,
         event,
-        key: 0,
-        numwant: None,
         port: 6881,
-        url_data: Default::default(),
-        passkey: None,
-        query: None,
+        ..Default::default()
     }
 }
 

@@ -39,7 +39,23 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn connect(addr: SocketAddr) -> HttpClient {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::with_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A connection from `local` (any loopback address).
+    pub fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> HttpClient {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.bind(&SocketAddr::new(local, 0).into()).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        Self::with_stream(socket.into())
+    }
+
+    fn with_stream(stream: TcpStream) -> HttpClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();

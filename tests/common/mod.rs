@@ -39,6 +39,15 @@ impl Tracker {
     /// before the server binds it; the server then exits with a bind
     /// error, and we try again on another port.
     pub fn start(extra: &[&str]) -> Tracker {
+        Self::start_with(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")),
+            extra,
+        )
+    }
+
+    /// As `start`, with the config file `config` (for reload tests, which
+    /// change it).
+    pub fn start_with(config: &std::path::Path, extra: &[&str]) -> Tracker {
         for _ in 0..5 {
             let port = free_port();
             let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -46,7 +55,7 @@ impl Tracker {
             let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
             cmd.arg("--config")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
+                .arg(config)
                 .arg("--set")
                 .arg(format!("runtime.cores={}", test_cores()))
                 .arg("--set")
@@ -192,12 +201,14 @@ impl Announce {
 
 impl Client {
     pub fn new(target: SocketAddr) -> Client {
-        let local = if target.is_ipv6() {
-            "[::1]:0"
-        } else {
-            "127.0.0.1:0"
-        };
-        let sock = UdpSocket::bind(local).unwrap();
+        let local = if target.is_ipv6() { "::1" } else { "127.0.0.1" };
+        Client::from_address(local.parse().unwrap(), target)
+    }
+
+    /// A client sending from `local` (any loopback address: 127.0.0.0/8
+    /// all reach the server).
+    pub fn from_address(local: std::net::IpAddr, target: SocketAddr) -> Client {
+        let sock = UdpSocket::bind(SocketAddr::new(local, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         Client {
             sock,

@@ -61,6 +61,16 @@ impl Cidr {
         }
     }
 
+    /// The network's first address (IPv4 for networks inside
+    /// ::ffff:0:0/96).
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is in the network, comparing addresses normalized: an
     /// IPv4-mapped address is its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
