@@ -78,8 +78,7 @@ fn watch_reloads(reloader: Reloader, cli: Cli) {
         .name("shoal-reload".into())
         .spawn(move || {
             for _ in signals.forever() {
-                let applied = config::load(&cli.config, &cli.overrides)
-                    .and_then(|config| reloader.reload(&config));
+                let applied = reloader.reload(config::load(&cli.config, &cli.overrides));
                 match applied {
                     Ok(restart) if restart.is_empty() => {
                         tracing::info!(config = %cli.config.display(), "configuration reloaded")

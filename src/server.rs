@@ -167,7 +167,10 @@ impl Server {
             owner,
             start: Instant::now(),
             shutdown: shutdown.clone(),
-            hooks: shard::HookReloads::new(configured_hooks),
+            live: shard::Reloads::new(shard::Live {
+                hooks: configured_hooks,
+                tracker: self.config.tracker.clone(),
+            }),
             linked_hooks: self.hooks,
             checked,
             failure: Default::default(),
@@ -318,19 +321,32 @@ pub struct Reloader {
     registry: middleware::Registry,
 }
 
-/// The config sections a reload applies; the rest take effect at the
-/// next start.
-pub const RELOADED: &[&str] = &["hooks"];
+/// What a reload applies; the rest takes effect at the next start.
+pub const RELOADED: &[&str] = &[
+    "hooks",
+    "tracker (but max_torrents and max_peers_per_torrent)",
+];
 
 impl Reloader {
-    /// Checks `config` as a start would and hands its hook chains to the
-    /// shards (each takes them on its next tick, within 100 ms). A hook
-    /// builder reads its files here, off the shards. On an error nothing
-    /// changes. Returns the sections that changed but need a restart.
-    pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, String> {
+    /// Checks a newly loaded config as a start would and hands its hook
+    /// chains and tracker settings to the shards (each takes them on its
+    /// next tick, within 100 ms). A hook builder reads its files here, off
+    /// the shards. On an error (a file that did not load included) nothing
+    /// changes; either way the reload is counted. Returns what changed but
+    /// needs a restart.
+    pub fn reload(&self, loaded: Result<Config, String>) -> Result<Vec<&'static str>, String> {
+        let result = loaded.and_then(|config| self.apply(&config));
+        crate::metrics::reloads::record(result.is_ok());
+        result
+    }
+
+    fn apply(&self, config: &Config) -> Result<Vec<&'static str>, String> {
         config.validate()?;
         let hooks = self.registry.build(&config.hooks)?;
-        self.common.hooks.publish(hooks);
+        self.common.live.publish(shard::Live {
+            hooks,
+            tracker: config.tracker.clone(),
+        });
         Ok(restart_needed(&self.common.config, config))
     }
 }
@@ -342,7 +358,14 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         ("log", running.log != new.log),
         ("udp", running.udp != new.udp),
         ("http", running.http != new.http),
-        ("tracker", running.tracker != new.tracker),
+        (
+            "tracker.max_torrents",
+            running.tracker.max_torrents != new.tracker.max_torrents,
+        ),
+        (
+            "tracker.max_peers_per_torrent",
+            running.tracker.max_peers_per_torrent != new.tracker.max_peers_per_torrent,
+        ),
         ("metrics", running.metrics != new.metrics),
         ("storage", running.storage != new.storage),
     ];

@@ -13,6 +13,7 @@ mod json;
 pub mod latency;
 mod process;
 mod prometheus;
+pub mod reloads;
 
 use counters::CounterFigures;
 use latency::LatencyFigures;

@@ -247,6 +247,22 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         crate::middleware::jwk_set::fetch_failures(),
     );
     e.family(
+        "shoal_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP): success taken, failure refused with the running one kept.",
+    );
+    let (taken, refused) = super::reloads::counts();
+    e.sample(
+        "shoal_config_reloads_total",
+        &[("result", "success")],
+        taken,
+    );
+    e.sample(
+        "shoal_config_reloads_total",
+        &[("result", "failure")],
+        refused,
+    );
+    e.family(
         "shoal_expiry_sweep_duration_seconds",
         "histogram",
         "Time spent in one expiry slice (every 100 ms per shard).",

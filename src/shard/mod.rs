@@ -12,7 +12,7 @@ mod snapshot;
 mod udp;
 mod wait;
 
-use crate::config::{Checked, Config};
+use crate::config::{Checked, Config, TrackerConfig};
 use crate::metrics::counters::{Counters, Forwarded};
 use crate::metrics::latency::Latency;
 use crate::metrics::{Registry, ShardFigures};
@@ -44,8 +44,9 @@ pub struct Common {
     pub connection_ids: ConnectionIdKey,
     pub start: Instant,
     pub shutdown: Arc<AtomicBool>,
-    /// The hooks named in the config, checked; replaced on a reload.
-    pub hooks: HookReloads,
+    /// The hooks named in the config, checked, and the tracker settings;
+    /// replaced on a reload.
+    pub live: Reloads,
     /// An operator's own hooks, linked with `Server::with_hooks`.
     pub linked_hooks: HookFactory,
     /// Why the process stops on its own, if it does: the first fatal error.
@@ -57,26 +58,34 @@ pub struct Common {
     pub snapshots: Option<Arc<Snapshots>>,
 }
 
-/// The latest checked hook chains, for the shards to take on their next
-/// housekeeping tick (a reload builds them off the shards; a shard only
-/// reads the generation there, never on the request path).
-pub struct HookReloads {
-    generation: std::sync::atomic::AtomicU64,
-    latest: std::sync::Mutex<Arc<ConfiguredHooks>>,
+/// What a reload changes on a running shard: the hook chains and the
+/// tracker's answer settings (intervals, numwant, scrape limit, peer
+/// lifetime, subnet preference).
+pub struct Live {
+    pub hooks: ConfiguredHooks,
+    pub tracker: TrackerConfig,
 }
 
-impl HookReloads {
-    pub fn new(hooks: ConfiguredHooks) -> Self {
+/// The latest checked live configuration, for the shards to take on their
+/// next housekeeping tick (a reload builds it off the shards; a shard only
+/// reads the generation there, never on the request path).
+pub struct Reloads {
+    generation: std::sync::atomic::AtomicU64,
+    latest: std::sync::Mutex<Arc<Live>>,
+}
+
+impl Reloads {
+    pub fn new(live: Live) -> Self {
         Self {
             generation: Default::default(),
-            latest: std::sync::Mutex::new(Arc::new(hooks)),
+            latest: std::sync::Mutex::new(Arc::new(live)),
         }
     }
 
-    /// Hands new chains to every shard.
-    pub fn publish(&self, hooks: ConfiguredHooks) {
+    /// Hands a new live configuration to every shard.
+    pub fn publish(&self, live: Live) {
         if let Ok(mut latest) = self.latest.lock() {
-            *latest = Arc::new(hooks);
+            *latest = Arc::new(live);
             self.generation.fetch_add(1, Ordering::Release);
         }
     }
@@ -85,7 +94,7 @@ impl HookReloads {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn latest(&self) -> Arc<ConfiguredHooks> {
+    fn latest(&self) -> Arc<Live> {
         match self.latest.lock() {
             Ok(latest) => latest.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -202,7 +211,7 @@ impl Shard {
         self.counters
             .sweep(clock.now.elapsed(), done.peers, done.torrents);
         self.http.poller.expire(clock.now);
-        self.take_hook_reload();
+        self.take_reload();
         if let Some(generation) = self.common.metrics.wanted(self.id) {
             self.common
                 .metrics
@@ -210,21 +219,21 @@ impl Shard {
         }
     }
 
-    /// Rebuilds this shard's chain from a reload, if one came: hooks that
-    /// take their new options keep their state (`Chain::reload`).
-    fn take_hook_reload(&self) {
-        let generation = self.common.hooks.generation();
+    /// Takes a reload, if one came: the new settings, and the chain rebuilt
+    /// (hooks that take their new options keep their state, see
+    /// `Chain::reload`).
+    fn take_reload(&self) {
+        let generation = self.common.live.generation();
         if generation == self.hooks_generation.get() {
             return;
         }
         self.hooks_generation.set(generation);
-        let fresh = self
-            .common
-            .hooks
-            .latest()
-            .chain(self.id, &self.common.linked_hooks);
-        self.tracker.borrow_mut().reload_hooks(fresh);
-        tracing::info!(shard = self.id, "hooks reloaded");
+        let live = self.common.live.latest();
+        let fresh = live.hooks.chain(self.id, &self.common.linked_hooks);
+        let mut tracker = self.tracker.borrow_mut();
+        tracker.reload_hooks(fresh);
+        tracker.reload_settings(settings(&live.tracker, &self.common.config));
+        tracing::info!(shard = self.id, "configuration reloaded");
     }
 
     /// A copy of this shard's counters and gauges.
@@ -235,6 +244,16 @@ impl Shard {
             latency: self.latency.as_ref().map(Latency::snapshot),
         }
     }
+}
+
+/// A shard's tracker settings: `tracker` as reloaded, the HTTP switches as
+/// started.
+fn settings(tracker: &TrackerConfig, config: &Config) -> Settings {
+    Settings::new(
+        tracker,
+        config.http.allow_ip_spoofing,
+        config.http.dual_stack,
+    )
 }
 
 /// Sets the shared shutdown flag if the shard's thread unwinds, so one
@@ -283,13 +302,13 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     );
     let mut tracker = Tracker::new(
         plan.id,
-        Settings::new(
-            &config.tracker,
-            config.http.allow_ip_spoofing,
-            config.http.dual_stack,
-        ),
+        settings(&common.live.latest().tracker, config),
         MemoryStore::new(limits),
-        common.hooks.latest().chain(plan.id, &common.linked_hooks),
+        common
+            .live
+            .latest()
+            .hooks
+            .chain(plan.id, &common.linked_hooks),
         fastrand::Rng::with_seed(u64::from_le_bytes(seed)),
     );
     let clock = Clock::read(common.start);
@@ -297,7 +316,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let shard = Rc::new(Shard {
         id: plan.id,
         snapshot_generation: Cell::new(0),
-        hooks_generation: Cell::new(common.hooks.generation()),
+        hooks_generation: Cell::new(common.live.generation()),
         tracker: RefCell::new(tracker),
         counters: Counters::default(),
         latency: common.metrics.latency_histograms.then(Latency::default),
