@@ -133,6 +133,44 @@ fn configured_hooks_act_on_both_protocols() {
     assert_eq!(v.int("min interval"), 900, "modify_min_interval is off");
 }
 
+/// Over many announces, interval variation only ever adds 1..=max seconds,
+/// and with probability 0.5 it leaves some answers unchanged and changes
+/// others (the chance that 200 announces all land on one side is 2^-199).
+#[test]
+fn interval_variation_stays_within_its_bounds() {
+    let t = Tracker::start(&[
+        "hooks.pre=[{name: interval variation, options: {modify_response_probability: 0.5, max_increase_delta: 60, modify_min_interval: true}}]",
+    ]);
+    let client = Client::connected(t.v4);
+    let mut http = HttpClient::connect(t.v4);
+    let (mut unchanged, mut changed) = (0, 0);
+    for i in 0..100u16 {
+        let ih = random_hash();
+        let udp = client.announce(&Announce::new(ih, 7000 + i)).interval;
+        let reply = http.get(&announce_target(&ih, &[b'q'; 20], 8000 + i, 5, ""));
+        let v = reply.bencode();
+        let (interval, min) = (v.int("interval") as u32, v.int("min interval") as u32);
+        for got in [udp, interval] {
+            assert!((1800..=1860).contains(&got), "interval {got}");
+            if got == 1800 {
+                unchanged += 1;
+            } else {
+                changed += 1;
+            }
+        }
+        assert!((900..=960).contains(&min), "min interval {min}");
+        assert_eq!(
+            interval - 1800,
+            min - 900,
+            "modify_min_interval adds the same seconds to both"
+        );
+    }
+    assert!(
+        unchanged > 0 && changed > 0,
+        "{unchanged} unchanged, {changed} changed"
+    );
+}
+
 #[test]
 fn bad_hooks_stop_the_start_naming_the_key() {
     for (set, expected) in [
