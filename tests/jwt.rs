@@ -1,8 +1,10 @@
 //! The `jwt` hook end to end: the real binary fetches a JWK Set from a
 //! small HTTP server in this test, checks tokens on HTTP and UDP (BEP 41
-//! URL data) announces, keeps its keys through an outage of the key server
-//! (and counts the failed refreshes in /metrics), and refuses to start when
-//! the key server cannot be reached.
+//! URL data) announces, refuses expired, wrong-audience and wrong-infohash
+//! tokens, picks up a rotated key (an EC key made by the test), keeps its
+//! keys through an outage of the key server (and counts the failed
+//! refreshes in /metrics), and refuses to start when the key server cannot
+//! be reached.
 
 mod common;
 
@@ -12,7 +14,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/");
@@ -23,22 +25,28 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).unwrap()
 }
 
-/// Serves the fixture JWK Set to every request until dropped; then the
-/// port refuses connections.
+/// Serves a JWK Set (the fixture one unless replaced) to every request
+/// until dropped; then the port refuses connections.
 struct KeyServer {
     addr: SocketAddr,
+    body: Arc<Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl KeyServer {
     fn start() -> KeyServer {
+        Self::serving(fixture("jwks.json"))
+    }
+
+    fn serving(set: Vec<u8>) -> KeyServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let body = fixture("jwks.json");
+        let body = Arc::new(Mutex::new(set));
+        let serving = body.clone();
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -53,6 +61,7 @@ impl KeyServer {
                                 Ok(n) => head.extend_from_slice(&buf[..n]),
                             }
                         }
+                        let body = serving.lock().unwrap().clone();
                         let _ = write!(
                             s,
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -66,6 +75,7 @@ impl KeyServer {
         });
         KeyServer {
             addr,
+            body,
             stop,
             thread: Some(thread),
         }
@@ -73,6 +83,11 @@ impl KeyServer {
 
     fn url(&self) -> String {
         format!("http://{}/jwks.json", self.addr)
+    }
+
+    /// What the next requests get.
+    fn replace(&self, set: Vec<u8>) {
+        *self.body.lock().unwrap() = set;
     }
 }
 
@@ -95,6 +110,45 @@ fn hex(ih: &[u8; 20]) -> String {
     ih.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The fixture set with only the key `kid`.
+fn fixture_set_with(kid: &str) -> Vec<u8> {
+    let mut set: serde_json::Value = serde_json::from_slice(&fixture("jwks.json")).unwrap();
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] == kid);
+    serde_json::to_vec(&set).unwrap()
+}
+
+/// A P-256 key made now: its signing key and a JWK Set of its public half.
+fn new_ec_key(kid: &str) -> (EncodingKey, Vec<u8>) {
+    use base64::Engine;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    // An uncompressed point: 0x04, then x and y, 32 bytes each.
+    let point = pair.public_key_raw();
+    assert_eq!((point.len(), point[0]), (65, 4));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let set = serde_json::json!({"keys": [{
+        "kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..]),
+    }]});
+    let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    (key, serde_json::to_vec(&set).unwrap())
+}
+
+fn signed(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &serde_json::Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    encode(&header, claims, key).unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn token(alg: Algorithm, ih: &[u8; 20]) -> String {
     let (key, kid) = match alg {
         Algorithm::ES256 => (
@@ -106,10 +160,8 @@ fn token(alg: Algorithm, ih: &[u8; 20]) -> String {
             "test-rsa",
         ),
     };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
     let claims = serde_json::json!({"iss": ISSUER, "aud": [AUDIENCE], "infohash": hex(ih)});
-    encode(&header, &claims, &key).unwrap()
+    signed(alg, kid, &key, &claims)
 }
 
 fn http_announce(
@@ -205,6 +257,68 @@ fn tokens_are_checked_on_both_protocols_and_survive_a_key_outage() {
         be32(&udp_announce(&c, &ih, 7009, url_data.as_bytes())[0..4]),
         1
     );
+}
+
+#[test]
+fn bad_claims_are_refused_and_a_rotated_key_is_picked_up() {
+    let keys = KeyServer::serving(fixture_set_with("test-rsa"));
+    let setting = hook_setting(&keys.url());
+    let t = Tracker::start(&[setting.as_str()]);
+    let ih = random_hash();
+    let rsa = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+    let claims = |aud: &str, exp: u64| serde_json::json!({"iss": ISSUER, "aud": [aud], "infohash": hex(&ih), "exp": exp});
+    let rs256 = |c: &serde_json::Value| signed(Algorithm::RS256, "test-rsa", &rsa, c);
+
+    let fresh = rs256(&claims(AUDIENCE, unix_now() + 3600));
+    accepted(&http_announce(&t, &ih, 7101, Some(&fresh)));
+    // Expired (well past the 60 s leeway) and for another audience.
+    for bad in [
+        rs256(&claims(AUDIENCE, unix_now() - 3600)),
+        rs256(&claims("someone-else", unix_now() + 3600)),
+    ] {
+        let r = http_announce(&t, &ih, 7102, Some(&bad));
+        assert_eq!(r.failure(), "unapproved request: invalid jwt");
+        let c = Client::connected(t.v4);
+        let r = udp_announce(&c, &ih, 7103, format!("/announce?jwt={bad}").as_bytes());
+        assert_eq!(be32(&r[0..4]), 3);
+        assert_eq!(&r[8..], b"unapproved request: invalid jwt");
+    }
+
+    // Rotation: the issuer replaces its RSA key by a new EC key.
+    let (ec, set) = new_ec_key("rotated-ec");
+    let rotated = signed(
+        Algorithm::ES256,
+        "rotated-ec",
+        &ec,
+        &claims(AUDIENCE, unix_now() + 3600),
+    );
+    let r = http_announce(&t, &ih, 7104, Some(&rotated));
+    assert_eq!(
+        r.failure(),
+        "unapproved request: invalid jwt",
+        "not known yet"
+    );
+    keys.replace(set);
+    // The refresh interval is 1 s; give it a few.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http_announce(&t, &ih, 7105, Some(&rotated));
+        if r.bencode().get(b"failure reason".as_slice()).is_none() {
+            accepted(&r);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = Client::connected(t.v4);
+    let r = udp_announce(&c, &ih, 7106, format!("/announce?jwt={rotated}").as_bytes());
+    assert_eq!(be32(&r[0..4]), 1, "{:?}", String::from_utf8_lossy(&r[8..]));
+    // The old key left the set: its tokens no longer pass.
+    let r = http_announce(&t, &ih, 7107, Some(&fresh));
+    assert_eq!(r.failure(), "unapproved request: invalid jwt");
 }
 
 #[test]
