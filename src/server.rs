@@ -1,7 +1,7 @@
 //! Start-up and shutdown: validate, bind every socket from this thread in
 //! shard order, then start one pinned executor per shard.
 
-use crate::config::{Checked, Config, OnBadSnapshot};
+use crate::config::{Backend, Checked, Config, OnBadSnapshot};
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::{Registry, ShardFigures};
 use crate::middleware::registry::no_hooks;
@@ -10,6 +10,7 @@ use crate::net::udp::{bind_group, GroupOptions};
 use crate::placement::owner::Owner;
 use crate::protocol::connection_id::ConnectionIdKey;
 use crate::shard::{self, heartbeat, mesh, Common, Plan, Restored};
+use crate::storage::replica::{self, Replication};
 use crate::storage::snapshot::{self, Found, Snapshots, TorrentRecord};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::io;
@@ -34,6 +35,8 @@ pub struct Running {
     executors: Vec<ExecutorJoinHandle<ShardFigures>>,
     heartbeat: std::thread::JoinHandle<()>,
     snapshots: Option<(Arc<Snapshots>, std::thread::JoinHandle<()>)>,
+    /// The Redis service thread, with `storage.backend: redis`.
+    replication: Option<(Arc<Replication>, std::thread::JoinHandle<()>)>,
     metrics: Option<Endpoint>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
@@ -160,7 +163,26 @@ impl Server {
             };
             Some(snapshot::writer::start(plan, shutdown.clone())?)
         };
+        let replication = match self.config.storage.backend {
+            Backend::Memory => None,
+            Backend::Redis => {
+                let (replication, ends) = Replication::new(shards);
+                let replication = Arc::new(replication);
+                let service = replica::redis::Service::new(
+                    self.config.storage.redis.clone(),
+                    owner,
+                    self.config.tracker.peer_lifetime,
+                    ends,
+                    replication.clone(),
+                );
+                let thread = std::thread::Builder::new()
+                    .name("shoal-redis".into())
+                    .spawn(move || service.run())?;
+                Some((replication, thread))
+            }
+        };
         let common = Arc::new(Common {
+            replication: replication.as_ref().map(|(r, _)| r.clone()),
             threads: threads.clone(),
             connection_ids,
             snapshots: snapshots.as_ref().map(|(s, _)| s.clone()),
@@ -235,6 +257,7 @@ impl Server {
             executors,
             heartbeat,
             snapshots,
+            replication,
             shutdown,
             common: common.clone(),
             udp_addrs,
@@ -412,6 +435,11 @@ impl Running {
         if let Some((snapshots, writer)) = self.snapshots {
             snapshots.shards_gone();
             let _ = writer.join();
+        }
+        // The shards handed over their last changes: pushed, then done.
+        if let Some((replication, service)) = self.replication {
+            replication.shards_gone();
+            let _ = service.join();
         }
         // The shards are gone: the endpoint stops too (a shard that failed
         // set the flag already).

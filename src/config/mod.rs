@@ -35,7 +35,53 @@ pub struct Config {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    pub backend: Backend,
+    pub redis: RedisConfig,
     pub snapshot: SnapshotConfig,
+}
+
+/// Where swarms live: this instance's memory only, or memory shared with
+/// other instances through Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// `storage.redis`: the Redis that instances share swarms through.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or a unix socket
+    /// (`unix:///path` or `redis+unix:///path`).
+    pub url: String,
+    /// Prefix of Shoal's keys, so several clusters can share one Redis.
+    pub key_prefix: String,
+    /// How often changes are pushed and other instances' pulled.
+    #[serde(with = "duration")]
+    pub sync_interval: Duration,
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// Changes kept while Redis is unreachable; past it, only each peer's
+    /// latest change is kept.
+    pub max_pending: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "shoal".into(),
+            sync_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            max_pending: 1_000_000,
+        }
+    }
 }
 
 /// Swarms written to disk and read back at start (`path` empty: off).
@@ -495,6 +541,9 @@ impl Config {
                 ));
             }
         }
+        if self.storage.backend == Backend::Redis {
+            self.validate_redis()?;
+        }
         let snapshot = &self.storage.snapshot;
         if !snapshot.path.is_empty() {
             if snapshot.interval < Duration::from_secs(1) {
@@ -513,6 +562,52 @@ impl Config {
             routes,
             trusted_proxies,
         })
+    }
+
+    fn validate_redis(&self) -> Result<(), String> {
+        let r = &self.storage.redis;
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        if !schemes.iter().any(|s| r.url.starts_with(s)) {
+            return Err(format!(
+                "storage.redis.url: {:?} is not a redis://, rediss://, unix:// or redis+unix:// URL",
+                r.url
+            ));
+        }
+        if let Err(e) = redis::Client::open(r.url.as_str()) {
+            return Err(format!("storage.redis.url: {e}"));
+        }
+        if r.key_prefix.is_empty() || r.key_prefix.contains(char::is_whitespace) {
+            return Err("storage.redis.key_prefix: must be a non-empty word".into());
+        }
+        let at_least = |key: &str, d: Duration, min: Duration| {
+            if d < min {
+                Err(format!(
+                    "storage.redis.{key}: {} is shorter than {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(min)
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least("sync_interval", r.sync_interval, Duration::from_millis(10))?;
+        at_least(
+            "connect_timeout",
+            r.connect_timeout,
+            Duration::from_millis(10),
+        )?;
+        at_least(
+            "command_timeout",
+            r.command_timeout,
+            Duration::from_millis(10),
+        )?;
+        if r.max_pending < 1000 {
+            return Err(format!(
+                "storage.redis.max_pending: {} is below 1000",
+                r.max_pending
+            ));
+        }
+        Ok(())
     }
 
     fn validate_metrics(&self) -> Result<(), String> {
@@ -709,6 +804,30 @@ mod tests {
         assert!(e.contains("http.idle_timeout"), "{e}");
         let e = error_of("", &["udp.listen.x=1"]);
         assert!(e.contains("udp.listen"), "{e}");
+        let e = error_of("", &["storage.backend=etcd"]);
+        assert!(e.contains("storage.backend"), "{e}");
+        for (set, key) in [
+            ("storage.redis.url=http://x", "storage.redis.url"),
+            ("storage.redis.url=redis://[::1", "storage.redis.url"),
+            (
+                "storage.redis.key_prefix=\"a b\"",
+                "storage.redis.key_prefix",
+            ),
+            (
+                "storage.redis.sync_interval=1ms",
+                "storage.redis.sync_interval",
+            ),
+            (
+                "storage.redis.command_timeout=0s",
+                "storage.redis.command_timeout",
+            ),
+            ("storage.redis.max_pending=10", "storage.redis.max_pending"),
+        ] {
+            let e = error_of("", &["storage.backend=redis", set]);
+            assert!(e.starts_with(key) || e.contains(key), "{set}: {e}");
+        }
+        // Redis options are checked only when Redis is used.
+        assert!(from_yaml("", &["storage.redis.max_pending=10".into()]).is_ok());
     }
 
     #[test]

@@ -246,6 +246,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         &[],
         crate::middleware::jwk_set::fetch_failures(),
     );
+    redis(&mut e);
     e.family(
         "shoal_config_reloads_total",
         "counter",
@@ -350,4 +351,59 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         e.sample(name, &[], value);
     }
     e.text
+}
+
+/// The Redis service's figures, with `storage.backend: redis`.
+fn redis(e: &mut Exposition) {
+    use crate::storage::replica::{Stats, STATS};
+    if !STATS.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    for (name, kind, help, counter) in [
+        (
+            "shoal_redis_up",
+            "gauge",
+            "1 while the last exchange with Redis worked.",
+            &STATS.up,
+        ),
+        (
+            "shoal_redis_pending_changes",
+            "gauge",
+            "Peer changes waiting to be pushed to Redis.",
+            &STATS.pending,
+        ),
+        (
+            "shoal_redis_pushed_changes_total",
+            "counter",
+            "Peer changes pushed to Redis.",
+            &STATS.pushed,
+        ),
+        (
+            "shoal_redis_pulled_changes_total",
+            "counter",
+            "Other instances' peer changes pulled from Redis.",
+            &STATS.pulled,
+        ),
+        (
+            "shoal_redis_commands_total",
+            "counter",
+            "Redis commands sent (each command of a pipeline counts).",
+            &STATS.commands,
+        ),
+        (
+            "shoal_redis_errors_total",
+            "counter",
+            "Exchanges with Redis that failed (the changes were kept).",
+            &STATS.errors,
+        ),
+        (
+            "shoal_redis_coalesced_changes_total",
+            "counter",
+            "Pending changes merged away past storage.redis.max_pending (a peer's latest kept).",
+            &STATS.coalesced,
+        ),
+    ] {
+        e.family(name, kind, help);
+        e.sample(name, &[], Stats::get(counter));
+    }
 }

@@ -8,6 +8,7 @@ mod gather;
 pub mod heartbeat;
 mod http;
 pub mod mesh;
+mod replica;
 mod snapshot;
 mod udp;
 mod wait;
@@ -56,6 +57,8 @@ pub struct Common {
     pub metrics: Arc<Registry>,
     /// The snapshot writer, when `storage.snapshot.path` is set.
     pub snapshots: Option<Arc<Snapshots>>,
+    /// The Redis service thread's channels, with `storage.backend: redis`.
+    pub replication: Option<Arc<crate::storage::replica::Replication>>,
 }
 
 /// What a reload changes on a running shard: the hook chains and the
@@ -212,6 +215,7 @@ impl Shard {
             .sweep(clock.now.elapsed(), done.peers, done.torrents);
         self.http.poller.expire(clock.now);
         self.take_reload();
+        replica::exchange(self, clock);
         if let Some(generation) = self.common.metrics.wanted(self.id) {
             self.common
                 .metrics
@@ -311,6 +315,9 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
             .chain(plan.id, &common.linked_hooks),
         fastrand::Rng::with_seed(u64::from_le_bytes(seed)),
     );
+    if common.replication.is_some() {
+        tracker.keep_journal();
+    }
     let clock = Clock::read(common.start);
     snapshot::restore(plan.id, &mut tracker, plan.restored, clock.mono);
     let shard = Rc::new(Shard {
@@ -367,6 +374,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     for task in tasks {
         task.cancel().await;
     }
+    replica::exchange(&shard, shard.clock());
     snapshot::export_final(&shard);
     shard.tracker.borrow_mut().stop();
     common.threads.unregister(shard.id);

@@ -7,6 +7,7 @@
 //! dispatch: every call is monomorphised and inlined.
 
 pub mod memory;
+pub mod replica;
 pub mod snapshot;
 
 use crate::bittorrent::{Client, Counts, InfoHash, PeerId};

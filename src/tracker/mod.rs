@@ -35,12 +35,16 @@
 #[cfg(test)]
 mod tests;
 
+use crate::bittorrent::PeerId;
 use crate::bittorrent::{Announce, Client, Counts, Event, InfoHash, Protocol};
 use crate::config::{PreferSubnet, TrackerConfig};
 use crate::middleware::{AnnounceContext, Chain, Refusal, RequestContext, ScrapeContext};
 use crate::protocol::http::client_ip::normalize;
 use crate::protocol::udp;
-use crate::storage::{Expired, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, Want};
+use crate::storage::replica::Change;
+use crate::storage::{
+    Expired, PeerSink, PeerStore, PeerUpdate, StoredPeer, SwarmTotals, V4Addr, V6Addr, Want,
+};
 use std::net::IpAddr;
 
 /// The tracker's answer settings in wire units, from the config.
@@ -177,6 +181,17 @@ pub struct Tracker<S> {
     store: S,
     hooks: Chain,
     rng: fastrand::Rng,
+    /// With shared swarms: the changes announces made since the shard last
+    /// took them (expiry on the store clock).
+    journal: Option<Vec<Change>>,
+}
+
+/// Takes no peers: remote changes are stored, never answered.
+struct NoPeers;
+
+impl PeerSink for NoPeers {
+    fn v4(&mut self, _: &[V4Addr], _: &[PeerId]) {}
+    fn v6(&mut self, _: &[V6Addr], _: &[PeerId]) {}
 }
 
 /// Torrents expired per tick at least; more when the store holds many, so
@@ -200,6 +215,59 @@ impl<S: PeerStore> Tracker<S> {
             store,
             hooks,
             rng,
+            journal: None,
+        }
+    }
+
+    /// Starts keeping a journal of the changes announces make (shared
+    /// swarms).
+    pub fn keep_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The changes since the last call.
+    pub fn take_journal(&mut self) -> Vec<Change> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Gives back changes that could not be handed on (kept first).
+    pub fn return_journal(&mut self, mut changes: Vec<Change>) {
+        if let Some(journal) = &mut self.journal {
+            changes.append(journal);
+            *journal = changes;
+        }
+    }
+
+    /// Applies another instance's change (expiry on this store's clock) as
+    /// its announce would have been applied here: the same seeder and
+    /// completion rules, no answer, no hooks, no journal.
+    pub fn apply_remote(&mut self, change: &Change) {
+        let u = &change.update;
+        if change.stopped {
+            self.store.remove(&u.info_hash, u.peer);
+            if let Some(twin) = u.twin {
+                self.store.remove(&u.info_hash, twin);
+            }
+        } else {
+            let want = Want {
+                total: 0,
+                other_family: false,
+                leechers_only: false,
+                near: None,
+            };
+            self.store.put(u, want, &mut self.rng, &mut NoPeers);
+        }
+    }
+
+    /// Raises a torrent's completion count to the cluster's `downloaded`
+    /// (torrents this store does not hold are left alone).
+    pub fn raise_downloaded(&mut self, info_hash: &InfoHash, downloaded: u32) {
+        let held = self.store.scrape(info_hash);
+        if held.seeders + held.leechers > 0 && held.downloaded < downloaded {
+            self.store.import(info_hash, downloaded, &[]);
         }
     }
 
@@ -269,7 +337,21 @@ impl<S: PeerStore> Tracker<S> {
             ip,
             port: announce.port,
         });
-        let counts = if announce.event == Event::Stopped {
+        let stopped = announce.event == Event::Stopped;
+        let update = PeerUpdate {
+            info_hash,
+            peer: client,
+            twin,
+            peer_id: announce.peer_id,
+            seeder: announce.is_seeder(),
+            paused: announce.event == Event::Paused,
+            completed: announce.event == Event::Completed,
+            expires: now.saturating_add(s.peer_lifetime),
+        };
+        if let Some(journal) = &mut self.journal {
+            journal.push(Change { update, stopped });
+        }
+        let counts = if stopped {
             let counts = self.store.remove(&info_hash, client);
             match twin {
                 Some(twin) => self.store.remove(&info_hash, twin),
@@ -288,16 +370,6 @@ impl<S: PeerStore> Tracker<S> {
                         p.ipv6_prefix
                     }
                 }),
-            };
-            let update = PeerUpdate {
-                info_hash,
-                peer: client,
-                twin,
-                peer_id: announce.peer_id,
-                seeder: announce.is_seeder(),
-                paused: announce.event == Event::Paused,
-                completed: announce.event == Event::Completed,
-                expires: now.saturating_add(s.peer_lifetime),
             };
             self.store.put(&update, want, &mut self.rng, sink)
         };
