@@ -3,6 +3,7 @@
 
 pub mod bencode;
 pub mod http;
+pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
