@@ -86,6 +86,16 @@ fn two_instances_share_peers_counts_and_stops() {
 }
 
 #[test]
+fn a_unix_socket_url_works() {
+    let redis = RedisServer::start_unix();
+    assert!(redis.url().starts_with("unix://"));
+    let (a, b) = (instance(&redis, "unix"), instance(&redis, "unix"));
+    let ih = random_hash();
+    Client::connected(a.v4).announce(&Announce::new(ih, 8001).seeder());
+    await_scrape(&b, &ih, (1, 0, 0));
+}
+
+#[test]
 fn a_redis_outage_loses_nothing_and_late_instances_load_the_swarms() {
     let mut redis = RedisServer::start();
     let prefix = format!("t{}", fastrand::u32(..));

@@ -7,12 +7,23 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
+    /// Listening on a unix socket (in `dir`) instead of the port.
+    unix: bool,
     dir: std::path::PathBuf,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_on(false)
+    }
+
+    /// On a unix socket only (`url` is `unix://...`).
+    pub fn start_unix() -> RedisServer {
+        Self::start_on(true)
+    }
+
+    fn start_on(unix: bool) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "shoal-redis-{}-{}",
             std::process::id(),
@@ -21,6 +32,7 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = RedisServer {
             port: super::free_port(),
+            unix,
             dir,
             child: None,
         };
@@ -29,14 +41,35 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.unix {
+            format!("unix://{}", self.socket().display())
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn accepts(&self) -> bool {
+        if self.unix {
+            std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+        } else {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        }
     }
 
     /// Starts it (again) on its port, and waits until it accepts.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let port = if self.unix { 0 } else { self.port };
+        let mut command = Command::new("redis-server");
+        if self.unix {
+            command.arg("--unixsocket").arg(self.socket());
+        }
+        let child = command
+            .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -48,7 +81,7 @@ impl RedisServer {
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !self.accepts() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
