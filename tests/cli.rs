@@ -146,3 +146,37 @@ fn metrics_settings_are_validated() {
         assert!(err.contains(key), "{set}: {err}");
     }
 }
+
+/// `SHOAL_<SECTION>__<KEY>` applies after the file and before `--set`, is
+/// shown by --check-config, and a bad one names the variable.
+#[test]
+fn environment_overrides_sit_between_the_file_and_set() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("--check-config")
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let env = [
+        ("SHOAL_TRACKER__ANNOUNCE_INTERVAL", "20m"),
+        ("SHOAL_TRACKER__DEFAULT_NUMWANT", "33"),
+    ];
+    let (code, out, err) = run(&env, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("announce_interval: 20m"), "{out}");
+    assert!(out.contains("default_numwant: 33"), "{out}");
+    let (_, out, _) = run(&env, &["--set", "tracker.default_numwant=44"]);
+    assert!(out.contains("announce_interval: 20m"), "{out}");
+    assert!(out.contains("default_numwant: 44"), "--set wins: {out}");
+    let (code, _, err) = run(&[("SHOAL_UDP__LISTEN", "[")], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("environment SHOAL_UDP__LISTEN"), "{err}");
+}

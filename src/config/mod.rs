@@ -370,17 +370,60 @@ pub struct Checked {
 
 /// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
 /// validates. Every error names the key at fault.
+/// The file, then `SHOAL_<SECTION>__<KEY>` environment overrides, then
+/// `--set` overrides (each later one wins).
 pub fn load(path: &Path, overrides: &[String]) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    from_yaml(&text, overrides).map_err(|e| format!("{}: {e}", path.display()))
+    let env = env_overrides(std::env::vars_os())?;
+    from_layers(&text, &env, overrides).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn from_yaml(text: &str, overrides: &[String]) -> Result<Config, String> {
+    from_layers(text, &[], overrides)
+}
+
+/// An environment override: the variable's name and its `path=value`.
+pub type EnvOverride = (String, String);
+
+/// `SHOAL_TRACKER__ANNOUNCE_INTERVAL=20m` is `tracker.announce_interval=20m`:
+/// after the prefix, `__` separates keys and the rest is lowercased.
+/// Variables without `__` (`SHOAL_LOG`, say) are not config keys. Sorted by
+/// name, so the order is the same on every start.
+pub fn env_overrides(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<EnvOverride>, String> {
+    let mut found = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str() else { continue };
+        let Some(keys) = name.strip_prefix("SHOAL_") else {
+            continue;
+        };
+        if !keys.contains("__") {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_| format!("{name}: the value is not UTF-8"))?;
+        let path = keys
+            .split("__")
+            .collect::<Vec<_>>()
+            .join(".")
+            .to_lowercase();
+        found.push((name.to_owned(), format!("{path}={value}")));
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn from_layers(text: &str, env: &[EnvOverride], overrides: &[String]) -> Result<Config, String> {
     let mut tree: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
     if tree.is_null() {
         tree = serde_yaml::Value::Mapping(Default::default());
+    }
+    for (name, item) in env {
+        apply_override(&mut tree, item).map_err(|e| format!("environment {name}: {e}"))?;
     }
     for item in overrides {
         apply_override(&mut tree, item)?;
@@ -804,6 +847,39 @@ mod tests {
         assert!(e.contains("http.idle_timeout"), "{e}");
         let e = error_of("", &["udp.listen.x=1"]);
         assert!(e.contains("udp.listen"), "{e}");
+        let env = |pairs: &[(&str, &str)]| {
+            env_overrides(pairs.iter().map(|(k, v)| ((*k).into(), (*v).into()))).unwrap()
+        };
+        let vars = env(&[
+            ("SHOAL_TRACKER__ANNOUNCE_INTERVAL", "20m"),
+            ("SHOAL_STORAGE__REDIS__KEY_PREFIX", "east"),
+            ("SHOAL_REQUIRE_PROMTOOL", "1"),
+            ("PATH", "/bin"),
+        ]);
+        assert_eq!(
+            vars.iter()
+                .map(|(_, item)| item.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "storage.redis.key_prefix=east",
+                "tracker.announce_interval=20m"
+            ]
+        );
+        let c = from_layers("tracker:\n  announce_interval: 10m\n", &vars, &[]).unwrap();
+        assert_eq!(c.tracker.announce_interval, Duration::from_secs(1200));
+        assert_eq!(c.storage.redis.key_prefix, "east");
+        let set = ["tracker.announce_interval=25m".to_string()];
+        let c = from_layers("", &vars, &set).unwrap();
+        assert_eq!(
+            c.tracker.announce_interval,
+            Duration::from_secs(1500),
+            "--set wins"
+        );
+        let e =
+            from_layers("", &env(&[("SHOAL_TRACKER__PEER_LIFETIME", "soon")]), &[]).unwrap_err();
+        assert!(e.contains("tracker.peer_lifetime"), "{e}");
+        let e = from_layers("", &env(&[("SHOAL_TRACKER__X", "[")]), &[]).unwrap_err();
+        assert!(e.starts_with("environment SHOAL_TRACKER__X: "), "{e}");
         let e = error_of("", &["storage.backend=etcd"]);
         assert!(e.contains("storage.backend"), "{e}");
         for (set, key) in [
