@@ -1,5 +1,6 @@
 use clap::Parser;
 use shoal::config::{self, Config, LogFormat, DEFAULT_CONFIG_YAML};
+use shoal::net::notify::notify;
 use shoal::server::{Reloader, Server};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,7 @@ fn watch_reloads(reloader: Reloader, cli: Cli) {
         .name("shoal-reload".into())
         .spawn(move || {
             for _ in signals.forever() {
+                notify("RELOADING=1");
                 let applied = reloader.reload(config::load(&cli.config, &cli.overrides));
                 match applied {
                     Ok(restart) if restart.is_empty() => {
@@ -93,6 +95,7 @@ fn watch_reloads(reloader: Reloader, cli: Cli) {
                         cli.config.display()
                     ),
                 }
+                notify("READY=1");
             }
         });
     if let Err(e) = spawned {
@@ -113,6 +116,7 @@ fn run(server: Server, cli: Cli) -> ExitCode {
         }
     };
     watch_reloads(running.reloader(), cli);
+    notify("READY=1");
     let flag = running.shutdown_flag();
     // The first SIGINT/SIGTERM asks the shards to stop; a second one, if
     // they have not, ends the process at once.
@@ -125,7 +129,20 @@ fn run(server: Server, cli: Cli) -> ExitCode {
             break;
         }
     }
-    match running.join() {
+    // Tells systemd as soon as a stop begins (the shards then take up to a
+    // tick, the last snapshot and Redis push longer).
+    let stopping = std::thread::spawn({
+        let flag = flag.clone();
+        move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            notify("STOPPING=1");
+        }
+    });
+    let joined = running.join();
+    let _ = stopping.join();
+    match joined {
         Ok(shards) => {
             for (id, f) in shards.iter().enumerate() {
                 let c = &f.counters;

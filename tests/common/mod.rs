@@ -49,6 +49,15 @@ impl Tracker {
     /// As `start`, with the config file `config` (for reload tests, which
     /// change it).
     pub fn start_with(config: &std::path::Path, extra: &[&str]) -> Tracker {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    /// As `start_with`, with environment variables for the server.
+    pub fn start_with_env(
+        config: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Tracker {
         for _ in 0..5 {
             let port = free_port();
             let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -70,6 +79,7 @@ impl Tracker {
             for e in extra {
                 cmd.arg("--set").arg(e);
             }
+            cmd.envs(env.iter().copied());
             let child = cmd.stdin(Stdio::null()).spawn().expect("start shoal");
             let mut tracker = Tracker {
                 child,
