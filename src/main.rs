@@ -135,7 +135,8 @@ fn run(server: Server, cli: Cli) -> ExitCode {
         let flag = flag.clone();
         move || {
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                // The shards' own tick: a stop is seen as soon as they see it.
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
             notify("STOPPING=1");
         }

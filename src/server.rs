@@ -34,9 +34,9 @@ pub struct Running {
     registry: middleware::Registry,
     executors: Vec<ExecutorJoinHandle<ShardFigures>>,
     heartbeat: std::thread::JoinHandle<()>,
-    snapshots: Option<(Arc<Snapshots>, std::thread::JoinHandle<()>)>,
+    snapshots: Service<Snapshots>,
     /// The Redis service thread, with `storage.backend: redis`.
-    replication: Option<(Arc<Replication>, std::thread::JoinHandle<()>)>,
+    replication: Service<Replication>,
     metrics: Option<Endpoint>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
@@ -227,13 +227,7 @@ impl Server {
             match handle {
                 Ok(h) => executors.push(h),
                 Err(e) => {
-                    shutdown.store(true, Ordering::Relaxed);
-                    if let Some((s, _)) = &snapshots {
-                        s.shards_gone();
-                    }
-                    if let Some(m) = metrics {
-                        m.join();
-                    }
+                    abandon(&shutdown, &snapshots, &replication, metrics);
                     return Err(e);
                 }
             }
@@ -241,13 +235,7 @@ impl Server {
         let heartbeat = match heartbeat::spawn(threads, shutdown.clone()) {
             Ok(h) => h,
             Err(e) => {
-                shutdown.store(true, Ordering::Relaxed);
-                if let Some((s, _)) = &snapshots {
-                    s.shards_gone();
-                }
-                if let Some(m) = metrics {
-                    m.join();
-                }
+                abandon(&shutdown, &snapshots, &replication, metrics);
                 return Err(e);
             }
         };
@@ -265,6 +253,28 @@ impl Server {
             metrics_addrs,
             metrics,
         })
+    }
+}
+
+type Service<T> = Option<(Arc<T>, std::thread::JoinHandle<()>)>;
+
+/// A start that failed after the service threads began: they are told to
+/// stop (the snapshot writer and the Redis thread wait for the shards).
+fn abandon(
+    shutdown: &AtomicBool,
+    snapshots: &Service<Snapshots>,
+    replication: &Service<Replication>,
+    metrics: Option<Endpoint>,
+) {
+    shutdown.store(true, Ordering::Relaxed);
+    if let Some((s, _)) = snapshots {
+        s.shards_gone();
+    }
+    if let Some((r, _)) = replication {
+        r.shards_gone();
+    }
+    if let Some(m) = metrics {
+        m.join();
     }
 }
 

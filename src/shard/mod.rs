@@ -176,8 +176,8 @@ pub(crate) struct Shard {
     mesh: Mesh,
     /// The last snapshot generation this shard started exporting.
     snapshot_generation: Cell<u64>,
-    /// The hook reload generation this shard's chain was built from.
-    hooks_generation: Cell<u64>,
+    /// The reload generation this shard's chain and settings came from.
+    live_generation: Cell<u64>,
 }
 
 impl Shard {
@@ -228,10 +228,10 @@ impl Shard {
     /// `Chain::reload`).
     fn take_reload(&self) {
         let generation = self.common.live.generation();
-        if generation == self.hooks_generation.get() {
+        if generation == self.live_generation.get() {
             return;
         }
-        self.hooks_generation.set(generation);
+        self.live_generation.set(generation);
         let live = self.common.live.latest();
         let fresh = live.hooks.chain(self.id, &self.common.linked_hooks);
         let mut tracker = self.tracker.borrow_mut();
@@ -323,7 +323,7 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     let shard = Rc::new(Shard {
         id: plan.id,
         snapshot_generation: Cell::new(0),
-        hooks_generation: Cell::new(common.live.generation()),
+        live_generation: Cell::new(common.live.generation()),
         tracker: RefCell::new(tracker),
         counters: Counters::default(),
         latency: common.metrics.latency_histograms.then(Latency::default),
