@@ -6,7 +6,8 @@
 //! - `placement` (owner function, CPUs), `protocol` (pure wire formats);
 //! - `config`: the YAML schema and its validation;
 //! - `storage` (the swarms behind the `PeerStore` seam), `middleware`
-//!   (hooks, their chain and registry);
+//!   (hooks, their chain and registry), `private` (private tracker mode:
+//!   passkeys, accounting, the database thread);
 //! - `tracker`: the sans-IO core, every announce and scrape decision;
 //! - `net` (sockets, batched I/O), `metrics`;
 //! - `shard`: one core's I/O loops around its tracker; `server`: start-up.
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod net;
 pub mod placement;
+pub mod private;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -37,6 +37,8 @@ pub struct Running {
     snapshots: Service<Snapshots>,
     /// The Redis service thread, with `storage.backend: redis`.
     replication: Service<Replication>,
+    /// Private mode's database thread, with `private.enabled`.
+    private: Service<crate::private::Link>,
     metrics: Option<Endpoint>,
     shutdown: Arc<AtomicBool>,
     common: Arc<Common>,
@@ -181,7 +183,32 @@ impl Server {
                 Some((replication, thread))
             }
         };
+        let private = if self.config.private.enabled {
+            let (link, ends) = crate::private::Link::new();
+            let link = Arc::new(link);
+            let service = crate::private::service::Service::new(
+                self.config.private.clone(),
+                link.clone(),
+                ends,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+            let thread = service.and_then(|service| {
+                std::thread::Builder::new()
+                    .name("shoal-db".into())
+                    .spawn(move || service.run())
+            });
+            match thread {
+                Ok(thread) => Some((link, thread)),
+                Err(e) => {
+                    abandon(&shutdown, &snapshots, &replication, &None, metrics);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let common = Arc::new(Common {
+            private: private.as_ref().map(|(p, _)| p.clone()),
             replication: replication.as_ref().map(|(r, _)| r.clone()),
             threads: threads.clone(),
             connection_ids,
@@ -227,7 +254,7 @@ impl Server {
             match handle {
                 Ok(h) => executors.push(h),
                 Err(e) => {
-                    abandon(&shutdown, &snapshots, &replication, metrics);
+                    abandon(&shutdown, &snapshots, &replication, &private, metrics);
                     return Err(e);
                 }
             }
@@ -235,7 +262,7 @@ impl Server {
         let heartbeat = match heartbeat::spawn(threads, shutdown.clone()) {
             Ok(h) => h,
             Err(e) => {
-                abandon(&shutdown, &snapshots, &replication, metrics);
+                abandon(&shutdown, &snapshots, &replication, &private, metrics);
                 return Err(e);
             }
         };
@@ -246,6 +273,7 @@ impl Server {
             heartbeat,
             snapshots,
             replication,
+            private,
             shutdown,
             common: common.clone(),
             udp_addrs,
@@ -264,6 +292,7 @@ fn abandon(
     shutdown: &AtomicBool,
     snapshots: &Service<Snapshots>,
     replication: &Service<Replication>,
+    private: &Service<crate::private::Link>,
     metrics: Option<Endpoint>,
 ) {
     shutdown.store(true, Ordering::Relaxed);
@@ -272,6 +301,9 @@ fn abandon(
     }
     if let Some((r, _)) = replication {
         r.shards_gone();
+    }
+    if let Some((p, _)) = private {
+        p.shards_gone();
     }
     if let Some(m) = metrics {
         m.join();
@@ -449,6 +481,12 @@ impl Running {
         // The shards handed over their last changes: pushed, then done.
         if let Some((replication, service)) = self.replication {
             replication.shards_gone();
+            let _ = service.join();
+        }
+        // The shards handed over their last accounting: written, or
+        // journaled when the database is away, then done.
+        if let Some((private, service)) = self.private {
+            private.shards_gone();
             let _ = service.join();
         }
         // The shards are gone: the endpoint stops too (a shard that failed

@@ -2,7 +2,10 @@
 //! validation. A bad file stops the start with a message naming the key.
 
 pub mod duration;
+pub mod private;
 mod size;
+
+pub use private::{Dialect, PrivateConfig};
 
 pub use size::ByteSize;
 
@@ -30,6 +33,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub hooks: HooksConfig,
     pub storage: StorageConfig,
+    pub private: PrivateConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -530,6 +534,7 @@ impl Config {
             return Err("udp.connection_id_lifetime: longer than 24h".into());
         }
         let (routes, trusted_proxies) = self.validate_http()?;
+        self.private.validate()?;
         self.validate_metrics()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
@@ -681,13 +686,32 @@ impl Config {
         Ok(())
     }
 
+    /// The announce and scrape routes: as configured, plus Ocelot's
+    /// `/:passkey/announce` and `/:passkey/scrape` in private mode when no
+    /// configured route carries a passkey.
+    fn effective_routes(&self) -> (Vec<String>, Vec<String>) {
+        let http = &self.http;
+        let (mut announce, mut scrape) = (http.announce_routes.clone(), http.scrape_routes.clone());
+        let has_passkey = |routes: &[String]| routes.iter().any(|r| r.contains(":passkey"));
+        if self.private.enabled {
+            if !has_passkey(&announce) {
+                announce.push("/:passkey/announce".into());
+            }
+            if !has_passkey(&scrape) {
+                scrape.push("/:passkey/scrape".into());
+            }
+        }
+        (announce, scrape)
+    }
+
     /// Checks `http.*`; returns the compiled routes and trusted proxies.
     fn validate_http(&self) -> Result<(Routes, Vec<Cidr>), String> {
         let http = &self.http;
         if let Some(dup) = first_duplicate(&http.listen) {
             return Err(format!("http.listen: {dup} is listed twice"));
         }
-        let routes = Routes::new(&http.announce_routes, &http.scrape_routes)
+        let (announce, scrape) = self.effective_routes();
+        let routes = Routes::new(&announce, &scrape)
             .map_err(|e| format!("http.announce_routes / http.scrape_routes: {e}"))?;
         let trusted_proxies = self.trusted_proxies()?;
         if !http.real_ip_header.is_empty() && http.trusted_proxies.is_empty() {
@@ -743,6 +767,7 @@ impl Config {
         if !shown.udp.connection_id_key.is_empty() {
             shown.udp.connection_id_key = "********".into();
         }
+        shown.private = self.private.masked();
         shown
     }
 

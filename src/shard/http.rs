@@ -238,10 +238,16 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                     .await;
                 (Action::Scrape, status)
             }
-            Route::NotFound => {
-                bencode::failure(&mut body, "not found");
-                (Action::Invalid, Status::NotFound)
-            }
+            Route::NotFound => match shard.control(head.path, head.query) {
+                Some(answer) => {
+                    body.extend_from_slice(answer.as_bytes());
+                    (Action::Invalid, Status::Ok)
+                }
+                None => {
+                    bencode::failure(&mut body, "not found");
+                    (Action::Invalid, Status::NotFound)
+                }
+            },
         };
         let outcome = if body.starts_with(FAILURE_PREFIX) {
             Outcome::Error
@@ -288,6 +294,33 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
 const FAILURE_PREFIX: &[u8] = b"d14:failure reason";
 
 impl Shard {
+    /// Private mode's control endpoint, `/<site_password>/update?...`:
+    /// the change goes to the database thread, which hands it to every
+    /// shard. Answers as Ocelot does ("success" whenever the request was
+    /// understood). `None`: not the control path.
+    fn control(&self, path: &[u8], query: &[u8]) -> Option<&'static str> {
+        let link = self.common.private.as_ref()?;
+        let password = self.common.config.private.site_password.as_bytes();
+        let rest = path.strip_prefix(b"/")?.strip_prefix(password)?;
+        if rest != b"/update" {
+            return None;
+        }
+        Some(match crate::private::control::parse(query) {
+            Ok(Some(change)) => {
+                if link.control(change) {
+                    "success"
+                } else {
+                    "busy: control queue full"
+                }
+            }
+            Ok(None) => "success",
+            Err(why) => {
+                tracing::warn!("private mode: control request refused: {why}");
+                "failure"
+            }
+        })
+    }
+
     /// Counts a request refused before routing (malformed, too large,
     /// not GET): answered with an error, then the connection closes.
     fn http_refused(&self, peer: IpAddr) {

@@ -59,6 +59,8 @@ pub struct Common {
     pub snapshots: Option<Arc<Snapshots>>,
     /// The Redis service thread's channels, with `storage.backend: redis`.
     pub replication: Option<Arc<crate::storage::replica::Replication>>,
+    /// Private mode's link to its database thread, with `private.enabled`.
+    pub private: Option<Arc<crate::private::Link>>,
 }
 
 /// What a reload changes on a running shard: the hook chains and the
@@ -215,6 +217,9 @@ impl Shard {
             .sweep(clock.now.elapsed(), done.peers, done.torrents);
         self.http.poller.expire(clock.now);
         self.take_reload();
+        self.tracker
+            .borrow_mut()
+            .private_tick(clock.unix, clock.mono);
         replica::exchange(self, clock);
         if let Some(generation) = self.common.metrics.wanted(self.id) {
             self.common
@@ -317,6 +322,13 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     );
     if common.replication.is_some() {
         tracker.keep_journal();
+    }
+    if let Some(link) = &common.private {
+        tracker.set_private(crate::private::Gate::new(
+            link.clone(),
+            &config.private,
+            config.tracker.peer_lifetime.as_secs(),
+        ));
     }
     let clock = Clock::read(common.start);
     snapshot::restore(plan.id, &mut tracker, plan.restored, clock.mono);

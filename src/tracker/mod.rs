@@ -39,6 +39,7 @@ use crate::bittorrent::PeerId;
 use crate::bittorrent::{Announce, Client, Counts, Event, InfoHash, Protocol};
 use crate::config::{PreferSubnet, TrackerConfig};
 use crate::middleware::{AnnounceContext, Chain, Refusal, RequestContext, ScrapeContext};
+use crate::private::Gate;
 use crate::protocol::http::client_ip::normalize;
 use crate::protocol::udp;
 use crate::storage::replica::Change;
@@ -184,6 +185,8 @@ pub struct Tracker<S> {
     /// With shared swarms: the changes announces made since the shard last
     /// took them (expiry on the store clock).
     journal: Option<Vec<Change>>,
+    /// Private mode: passkeys, registered torrents, accounting.
+    private: Option<Gate>,
 }
 
 /// Takes no peers: remote changes are stored, never answered.
@@ -216,6 +219,20 @@ impl<S: PeerStore> Tracker<S> {
             hooks,
             rng,
             journal: None,
+            private: None,
+        }
+    }
+
+    /// Private mode: every announce and scrape passes the gate first.
+    pub fn set_private(&mut self, gate: Gate) {
+        self.private = Some(gate);
+    }
+
+    /// Private mode's tick (Unix and store-clock seconds): a new catalog,
+    /// silent clients dropped, accounting handed to the database thread.
+    pub fn private_tick(&mut self, unix: u32, now: u32) {
+        if let Some(gate) = &mut self.private {
+            gate.tick(unix, now);
         }
     }
 
@@ -298,6 +315,10 @@ impl<S: PeerStore> Tracker<S> {
             _ => origin.source,
         };
         let info_hash = announce.info_hash;
+        if let Some(gate) = &mut self.private {
+            gate.announce(announce, ip, now)
+                .map_err(|reason| Rejection::Refused(Refusal::new(reason)))?;
+        }
         let (mut interval, mut min_interval, mut client) = (
             s.interval,
             s.min_interval,
@@ -418,6 +439,10 @@ impl<S: PeerStore> Tracker<S> {
         if request.info_hashes.len() > self.settings.max_scrape {
             return Err(Rejection::BadRequest("too many info hashes in one scrape"));
         }
+        if let Some(gate) = &self.private {
+            gate.scrape(request.passkey)
+                .map_err(|reason| Rejection::Refused(Refusal::new(reason)))?;
+        }
         let ctx = self.scrape_context(request);
         self.hooks.before_scrape(&ctx).map_err(Rejection::Refused)
     }
@@ -490,11 +515,18 @@ impl<S: PeerStore> Tracker<S> {
 
     /// Takes reloaded settings; stored peers keep the expiry they have.
     pub fn reload_settings(&mut self, settings: Settings) {
+        if let Some(gate) = &mut self.private {
+            gate.set_peer_lifetime(u64::from(settings.peer_lifetime));
+        }
         self.settings = settings;
     }
 
-    /// Stops the hooks (the shard is stopping).
+    /// Stops the hooks and hands private mode's last accounting over (the
+    /// shard is stopping).
     pub fn stop(&mut self) {
         self.hooks.stop();
+        if let Some(gate) = &mut self.private {
+            gate.stop();
+        }
     }
 }

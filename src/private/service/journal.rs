@@ -1,0 +1,173 @@
+//! Accounting that could not be written yet, on disk: one file per batch
+//! in `private.journal_dir`, written whole (temp file, fsync, rename,
+//! fsync of the directory) with a version and a checksum. Files are read
+//! back at start and whenever the database is back, and removed only
+//! after the rows they hold were committed.
+
+use crate::private::batch::Batch;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"SHOALPJ1";
+const SUFFIX: &str = ".batch";
+
+pub struct Journal {
+    dir: PathBuf,
+    sequence: u64,
+}
+
+/// What the journal holds.
+pub struct Held {
+    pub batch: Batch,
+    pub files: Vec<PathBuf>,
+}
+
+impl Journal {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            sequence: 0,
+        }
+    }
+
+    /// Writes `batch` as a new file.
+    pub fn write(&mut self, batch: &Batch) -> io::Result<PathBuf> {
+        fs::create_dir_all(&self.dir)?;
+        let payload = batch.encode();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.sequence += 1;
+        let name = format!("{stamp:032}-{:08}{SUFFIX}", self.sequence);
+        let path = self.dir.join(&name);
+        let temp = self.dir.join(format!(".{name}.tmp"));
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+        file.write_all(&(payload.len() as u64).to_le_bytes())?;
+        file.write_all(&payload)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, &path)?;
+        fs::File::open(&self.dir)?.sync_all()?;
+        Ok(path)
+    }
+
+    /// Every batch on disk, merged oldest first. A file that cannot be
+    /// read is moved aside (`.bad`) and logged, never deleted.
+    pub fn read_all(&self) -> Held {
+        let mut held = Held {
+            batch: Batch::default(),
+            files: Vec::new(),
+        };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return held;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(SUFFIX))
+            .collect();
+        paths.sort();
+        for path in paths {
+            match read(&path) {
+                Ok(batch) => {
+                    held.batch.merge(batch);
+                    held.files.push(path);
+                }
+                Err(why) => {
+                    let aside = path.with_extension("bad");
+                    let _ = fs::rename(&path, &aside);
+                    tracing::error!(
+                        path = %path.display(),
+                        "private journal file unreadable ({why}); moved to {}",
+                        aside.display()
+                    );
+                }
+            }
+        }
+        held
+    }
+
+    /// The batches of `files`, merged in order (unreadable ones are set
+    /// aside as in `read_all`).
+    pub fn read_files(&self, files: &[PathBuf]) -> Batch {
+        let mut all = Batch::default();
+        for path in files {
+            match read(path) {
+                Ok(batch) => all.merge(batch),
+                Err(why) => {
+                    let aside = path.with_extension("bad");
+                    let _ = fs::rename(path, &aside);
+                    tracing::error!(path = %path.display(), "private journal file unreadable ({why}); moved to {}", aside.display());
+                }
+            }
+        }
+        all
+    }
+
+    /// Removes files whose rows were committed.
+    pub fn remove(&self, files: &[PathBuf]) {
+        for f in files {
+            if let Err(e) = fs::remove_file(f) {
+                tracing::error!(path = %f.display(), "cannot remove a written journal file: {e}");
+            }
+        }
+        if !files.is_empty() {
+            if let Ok(dir) = fs::File::open(&self.dir) {
+                let _ = dir.sync_all();
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Batch, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let header = MAGIC.len() + 4 + 8;
+    if bytes.len() < header || &bytes[..8] != MAGIC {
+        return Err("not a Shoal journal file of this version".into());
+    }
+    let crc = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default());
+    let payload = &bytes[header..];
+    if payload.len() as u64 != len {
+        return Err(format!("{} bytes where {len} were written", payload.len()));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Batch::decode(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::private::batch::Transfer;
+
+    #[test]
+    fn batches_round_trip_and_bad_files_are_set_aside() {
+        let dir = std::env::temp_dir().join(format!("shoal-journal-{}", fastrand::u64(..)));
+        let mut j = Journal::new(&dir);
+        let mut b = Batch::default();
+        b.users.insert(
+            1,
+            Transfer {
+                uploaded: 5,
+                downloaded: 0,
+            },
+        );
+        j.write(&b).unwrap();
+        j.write(&b).unwrap();
+        let last = j.write(&b).unwrap();
+        // A torn write: cut short.
+        let bytes = fs::read(&last).unwrap();
+        fs::write(&last, &bytes[..bytes.len() - 1]).unwrap();
+        let held = j.read_all();
+        assert_eq!(held.files.len(), 2);
+        assert_eq!(held.batch.users[&1].uploaded, 10);
+        assert!(last.with_extension("bad").exists());
+        j.remove(&held.files);
+        assert!(j.read_all().files.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

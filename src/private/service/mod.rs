@@ -1,0 +1,326 @@
+//! The database thread of private mode: never on a shard. It loads the
+//! catalog (at start, every `reload_interval`), applies control changes
+//! and hands every shard the new version, merges the shards' batches and
+//! writes them every `flush_interval` in one transaction (one statement
+//! per table). When the database cannot take them, rows wait in memory up
+//! to `max_pending_rows`, then in the journal on disk; at a stop they are
+//! written, or journaled if the database is down, and replayed at the
+//! next start. Nothing accounted is dropped.
+
+mod db;
+pub mod journal;
+pub mod sql;
+
+use super::batch::Batch;
+use super::catalog::Catalog;
+use super::link::{Ends, Link, FIGURES};
+use crate::config::{Dialect, PrivateConfig};
+use db::Db;
+use journal::Journal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one write may take before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a lost database is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+/// The loop's pace: how fast a control change reaches the shards.
+const POLL: Duration = Duration::from_millis(10);
+
+pub struct Service {
+    config: PrivateConfig,
+    dialect: Dialect,
+    link: Arc<Link>,
+    ends: Ends,
+    journal: Journal,
+    db: Option<Db>,
+    max_bytes: usize,
+    /// Rows not yet written.
+    pending: Batch,
+    /// Journal files whose rows are in `pending` (removed once written).
+    merged_files: Vec<PathBuf>,
+    /// Journal files not read into memory (written while the database
+    /// was down and `pending` was full).
+    spilled_files: Vec<PathBuf>,
+    spilled_rows: u64,
+    master: Catalog,
+    reset_done: bool,
+    /// Logged once per outage.
+    outage_logged: bool,
+}
+
+impl Service {
+    pub fn new(config: PrivateConfig, link: Arc<Link>, ends: Ends) -> Result<Self, String> {
+        let dialect = config
+            .dialect()
+            .ok_or("private.database_url: unknown scheme")?;
+        let journal = Journal::new(std::path::Path::new(&config.journal_dir));
+        std::fs::create_dir_all(&config.journal_dir).map_err(|e| {
+            format!(
+                "private.journal_dir: cannot create {}: {e}",
+                config.journal_dir
+            )
+        })?;
+        Ok(Self {
+            dialect,
+            link,
+            ends,
+            journal,
+            db: None,
+            max_bytes: 4 << 20,
+            pending: Batch::default(),
+            merged_files: Vec::new(),
+            spilled_files: Vec::new(),
+            spilled_rows: 0,
+            master: Catalog::default(),
+            reset_done: false,
+            outage_logged: false,
+            config,
+        })
+    }
+
+    /// The thread's body; returns when the shards are gone and every row
+    /// is written or journaled.
+    pub fn run(mut self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("private mode: cannot start the database runtime: {e}");
+                return;
+            }
+        };
+        runtime.block_on(self.main());
+    }
+
+    async fn main(&mut self) {
+        // What a previous run could not write: peer rows and swarm counts
+        // of that run are stale (the start resets them), the rest counts.
+        let held = self.journal.read_all();
+        if !held.files.is_empty() {
+            let mut batch = held.batch;
+            batch.peers.clear();
+            for t in batch.torrents.values_mut() {
+                (t.seeders, t.leechers) = (0, 0);
+            }
+            tracing::info!(
+                files = held.files.len(),
+                rows = batch.rows(),
+                "private mode: replaying the journal of accounting not yet written"
+            );
+            self.pending.merge(batch);
+            self.merged_files = held.files;
+        }
+        let mut next_reload = Instant::now();
+        let mut next_flush = Instant::now() + self.config.flush_interval;
+        let mut next_connect = Instant::now();
+        loop {
+            let gone = self.link.are_shards_gone();
+            self.drain();
+            if gone {
+                break;
+            }
+            let now = Instant::now();
+            if self.db.is_none() && now >= next_connect {
+                self.connect().await;
+                next_connect = now + RETRY;
+                if self.db.is_some() {
+                    next_reload = now;
+                }
+            }
+            if self.db.is_some() && now >= next_reload {
+                next_reload = match self.reload().await {
+                    true => now + self.config.reload_interval,
+                    false => now + RETRY,
+                };
+            }
+            if now >= next_flush {
+                self.flush().await;
+                next_flush = now + self.config.flush_interval;
+            }
+            self.show();
+            tokio::time::sleep(POLL).await;
+        }
+        self.finish().await;
+    }
+
+    /// Takes the shards' batches and the control changes.
+    fn drain(&mut self) {
+        while let Ok(batch) = self.ends.batches.try_recv() {
+            self.pending.merge(batch);
+        }
+        let mut changed = false;
+        while let Ok(change) = self.ends.control.try_recv() {
+            self.master.apply(change);
+            changed = true;
+        }
+        if changed {
+            self.link.publish(self.master.clone());
+        }
+    }
+
+    async fn connect(&mut self) {
+        let limit = self.config.connect_timeout;
+        match Db::connect(&self.config.database_url, self.dialect, limit).await {
+            Ok(mut db) => {
+                self.max_bytes = db.max_statement_bytes(limit).await;
+                if !self.reset_done {
+                    match db.reset(WRITE_TIMEOUT).await {
+                        Ok(()) => self.reset_done = true,
+                        Err(e) => {
+                            self.lost(&format!("resetting peer rows: {e}"));
+                            return;
+                        }
+                    }
+                }
+                if self.outage_logged {
+                    tracing::info!("private mode: the database is back");
+                }
+                self.outage_logged = false;
+                FIGURES.database_up.store(true, Ordering::Relaxed);
+                self.db = Some(db);
+            }
+            Err(e) => self.lost(&e),
+        }
+    }
+
+    /// The database went away: the connection is dropped, tried again
+    /// later; logged once per outage.
+    fn lost(&mut self, why: &str) {
+        self.db = None;
+        FIGURES.database_up.store(false, Ordering::Relaxed);
+        if !self.outage_logged {
+            tracing::error!(
+                "private mode: database unreachable ({why}); answering from the last catalog and keeping accounting until it is back"
+            );
+            self.outage_logged = true;
+        }
+    }
+
+    /// Reads the catalog again; `false` on failure.
+    async fn reload(&mut self) -> bool {
+        let Some(db) = &mut self.db else { return false };
+        match db.load(WRITE_TIMEOUT).await {
+            Ok(mut catalog) => {
+                // Deletion reasons live only here (the site deletes the row).
+                catalog.deleted = std::mem::take(&mut self.master.deleted);
+                catalog
+                    .deleted
+                    .retain(|h, _| !catalog.torrents.contains_key(h));
+                tracing::info!(
+                    users = catalog.users.len(),
+                    torrents = catalog.torrents.len(),
+                    tokens = catalog.tokens.len(),
+                    whitelist = catalog.whitelist.len(),
+                    "private mode: catalog loaded"
+                );
+                self.master = catalog;
+                self.link.publish(self.master.clone());
+                FIGURES.reloads.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                FIGURES.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.lost(&e);
+                false
+            }
+        }
+    }
+
+    /// Writes what is pending (and what waits on disk); keeps it when the
+    /// database cannot take it.
+    async fn flush(&mut self) {
+        if self.pending.is_empty() && self.spilled_files.is_empty() && self.merged_files.is_empty()
+        {
+            return;
+        }
+        if self.db.is_none() {
+            self.connect().await;
+        }
+        if let Some(db) = &mut self.db {
+            let started = Instant::now();
+            let mut all = self.journal.read_files(&self.spilled_files);
+            all.merge(self.pending.clone());
+            let statements = sql::writes(self.dialect, &all, self.max_bytes);
+            match db.write(&statements, WRITE_TIMEOUT).await {
+                Ok(()) => {
+                    let micros = started.elapsed().as_micros() as u64;
+                    FIGURES.flushes.fetch_add(1, Ordering::Relaxed);
+                    FIGURES.flush_micros.fetch_add(micros, Ordering::Relaxed);
+                    FIGURES.last_flush_micros.store(micros, Ordering::Relaxed);
+                    FIGURES
+                        .rows_written
+                        .fetch_add(all.rows() as u64, Ordering::Relaxed);
+                    tracing::debug!(
+                        rows = all.rows(),
+                        statements = statements.len(),
+                        micros,
+                        "private mode: flushed"
+                    );
+                    self.pending = Batch::default();
+                    self.journal.remove(&self.spilled_files);
+                    self.journal.remove(&self.merged_files);
+                    self.spilled_files.clear();
+                    self.merged_files.clear();
+                    self.spilled_rows = 0;
+                    return;
+                }
+                Err(e) => {
+                    FIGURES.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    self.lost(&format!("writing accounting: {e}"));
+                }
+            }
+        } else {
+            FIGURES.flush_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.pending.rows() > self.config.max_pending_rows {
+            self.spill();
+        }
+    }
+
+    /// Moves the pending rows to the journal.
+    fn spill(&mut self) {
+        match self.journal.write(&self.pending) {
+            Ok(path) => {
+                let rows = self.pending.rows() as u64;
+                tracing::warn!(rows, path = %path.display(), "private mode: accounting journaled to disk while the database is away");
+                // Their rows are in the new file now.
+                self.journal.remove(&self.merged_files);
+                self.merged_files.clear();
+                self.spilled_files.push(path);
+                self.spilled_rows += rows;
+                FIGURES.journaled_rows.fetch_add(rows, Ordering::Relaxed);
+                self.pending = Batch::default();
+            }
+            Err(e) => tracing::error!(
+                "private mode: cannot journal accounting to {} ({e}); keeping it in memory",
+                self.config.journal_dir
+            ),
+        }
+    }
+
+    /// At the stop: one last write, else the journal.
+    async fn finish(&mut self) {
+        self.drain();
+        self.flush().await;
+        if !self.pending.is_empty() {
+            self.spill();
+        }
+        self.show();
+        tracing::info!(
+            journaled_files = self.spilled_files.len(),
+            "private mode: database thread stopped"
+        );
+    }
+
+    fn show(&self) {
+        FIGURES.pending_rows.store(
+            self.pending.rows() as u64 + self.spilled_rows,
+            Ordering::Relaxed,
+        );
+    }
+}
