@@ -247,6 +247,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         crate::middleware::jwk_set::fetch_failures(),
     );
     redis(&mut e);
+    private(&mut e);
     e.family(
         "shoal_config_reloads_total",
         "counter",
@@ -351,6 +352,93 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         e.sample(name, &[], value);
     }
     e.text
+}
+
+/// Private mode's database thread, with `private.enabled`.
+fn private(e: &mut Exposition) {
+    use crate::private::link::FIGURES as F;
+    use std::sync::atomic::Ordering::Relaxed;
+    if !F.enabled.load(Relaxed) {
+        return;
+    }
+    let seconds = |micros: u64| micros as f64 / 1e6;
+    for (name, kind, help, value) in [
+        (
+            "shoal_private_database_up",
+            "gauge",
+            "1 while the database takes reads and writes.",
+            u64::from(F.database_up.load(Relaxed)) as f64,
+        ),
+        (
+            "shoal_private_pending_rows",
+            "gauge",
+            "Accounting rows not yet written (in memory and journaled).",
+            F.pending_rows.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_journaled_rows_total",
+            "counter",
+            "Accounting rows journaled to disk while the database was away.",
+            F.journaled_rows.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_flushes_total",
+            "counter",
+            "Batches of accounting written.",
+            F.flushes.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_flush_failures_total",
+            "counter",
+            "Flushes the database did not take (the rows were kept).",
+            F.flush_failures.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_flush_seconds_total",
+            "counter",
+            "Time spent writing batches.",
+            seconds(F.flush_micros.load(Relaxed)),
+        ),
+        (
+            "shoal_private_last_flush_seconds",
+            "gauge",
+            "How long the last batch took to write.",
+            seconds(F.last_flush_micros.load(Relaxed)),
+        ),
+        (
+            "shoal_private_rows_written_total",
+            "counter",
+            "Accounting rows written.",
+            F.rows_written.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_reloads_total",
+            "counter",
+            "Full reads of users, torrents, tokens and the whitelist.",
+            F.reloads.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_reload_failures_total",
+            "counter",
+            "Full reads that failed (the last catalog was kept).",
+            F.reload_failures.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_users",
+            "gauge",
+            "Enabled users known.",
+            F.users.load(Relaxed) as f64,
+        ),
+        (
+            "shoal_private_torrents",
+            "gauge",
+            "Registered torrents known.",
+            F.torrents.load(Relaxed) as f64,
+        ),
+    ] {
+        e.family(name, kind, help);
+        e.sample(name, &[], value);
+    }
 }
 
 /// The Redis service's figures, with `storage.backend: redis`.

@@ -46,6 +46,9 @@ pub struct Service {
     spilled_files: Vec<PathBuf>,
     spilled_rows: u64,
     master: Catalog,
+    /// Control changes since the last reload: applied again on the next
+    /// one, in case its read started before the site wrote them.
+    since_reload: Vec<super::catalog::Change>,
     reset_done: bool,
     /// Logged once per outage.
     outage_logged: bool,
@@ -75,6 +78,7 @@ impl Service {
             spilled_files: Vec::new(),
             spilled_rows: 0,
             master: Catalog::default(),
+            since_reload: Vec::new(),
             reset_done: false,
             outage_logged: false,
             config,
@@ -155,6 +159,7 @@ impl Service {
         }
         let mut changed = false;
         while let Ok(change) = self.ends.control.try_recv() {
+            self.since_reload.push(change.clone());
             self.master.apply(change);
             changed = true;
         }

@@ -241,13 +241,17 @@ fn binary(d: Dialect, bytes: &[u8]) -> String {
     }
 }
 
+/// Gazelle's address columns are `varchar(15)`: IPv4 only.
+const ADDRESS_COLUMN: usize = 15;
+
 /// An address as a string literal. It was formatted from an `IpAddr` (or
 /// is empty); anything that does not read back as one is written empty
-/// rather than quoted.
+/// rather than quoted, and so is an IPv6 address too long for Gazelle's
+/// column (a longer value would fail the whole write in strict mode).
 fn address(ip: &str) -> String {
     match ip.parse::<std::net::IpAddr>() {
-        Ok(ip) => format!("'{ip}'"),
-        Err(_) => "''".into(),
+        Ok(ip) if ip.to_string().len() <= ADDRESS_COLUMN => format!("'{ip}'"),
+        _ => "''".into(),
     }
 }
 
@@ -342,6 +346,8 @@ mod tests {
         assert!(pg[1].contains(&format!("'\\x{}'::bytea", "ab".repeat(20))));
         assert!(pg[1].contains("ON CONFLICT (peer_id, fid, uid)"));
         assert!(writes(Dialect::MySql, &Batch::default(), 1 << 20).is_empty());
+        assert_eq!(address("::1"), "'::1'");
+        assert_eq!(address("2001:db8:aaaa:bbbb::1"), "''");
     }
 
     #[test]
