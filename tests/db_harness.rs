@@ -132,7 +132,7 @@ fn mariadb_takes_the_gazelle_schema_and_keeps_rows_across_a_restart() {
 #[test]
 fn postgres_takes_the_gazelle_schema_and_keeps_rows_across_a_restart() {
     let started = Instant::now();
-    let mut db = Postgres::start();
+    let mut db = Postgres::start_with(&["work_mem=8MB"]);
     eprintln!("postgres start took {:?}", started.elapsed());
     assert_eq!(
         db.url(),
@@ -148,4 +148,38 @@ fn postgres_takes_the_gazelle_schema_and_keeps_rows_across_a_restart() {
         "Ocelot's six tables, owned by shoal"
     );
     exercise(&mut db);
+    // The test's setting outlives the restart.
+    assert_eq!(db.query("SHOW work_mem"), rows(&[&["8MB"]]));
+}
+
+/// Ocelot's user flush (WhatCD/Ocelot db.cpp), as written, names only ID,
+/// Uploaded and Downloaded. Gazelle's torrent_pass is NOT NULL without a
+/// default, so a strict server (MariaDB's default) refuses the statement
+/// even though every row exists; a lenient one sums the deltas.
+#[test]
+fn ocelots_user_flush_runs_on_a_lenient_mariadb_only() {
+    const FLUSH: &str = "INSERT INTO users_main (ID, Uploaded, Downloaded) \
+        VALUES (7, 100, 50), (7, 1, 2) ON DUPLICATE KEY UPDATE \
+        Uploaded = Uploaded + VALUES(Uploaded), Downloaded = Downloaded + VALUES(Downloaded)";
+    let mut db = MariaDb::start_with(&["--sql-mode="]);
+    db.load_gazelle_schema();
+    db.exec(&format!(
+        "INSERT INTO users_main (ID, torrent_pass) VALUES (7, '{PASSKEY}')"
+    ));
+    let refused = db
+        .try_exec(&format!(
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES'; {FLUSH}"
+        ))
+        .unwrap_err();
+    assert!(refused.contains("torrent_pass"), "{refused}");
+    db.exec(FLUSH);
+    db.stop();
+    db.restart();
+    // The option outlives the restart.
+    assert_eq!(db.query("SELECT @@GLOBAL.sql_mode"), rows(&[&[""]]));
+    db.exec(FLUSH);
+    assert_eq!(
+        db.query("SELECT Uploaded, Downloaded, torrent_pass FROM users_main"),
+        rows(&[&["202", "104", PASSKEY]])
+    );
 }

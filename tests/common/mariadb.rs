@@ -27,13 +27,23 @@ pub struct MariaDb {
     run_as: RunAs,
     /// `--user=root` when we are root and there is no `mysql` user.
     as_root: bool,
+    /// The test's own server options, after ours (so they win).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl MariaDb {
     /// Starts a server with an empty `gazelle` database, and waits until
-    /// `shoal` can use it over TCP.
+    /// `shoal` can use it over TCP. MariaDB's default `sql_mode` is strict
+    /// (STRICT_TRANS_TABLES): an insert leaving out a NOT NULL column
+    /// without a default fails, even as an upsert of an existing row.
     pub fn start() -> MariaDb {
+        Self::start_with(&[])
+    }
+
+    /// As `start`, with more mariadbd options (kept for `restart`), e.g.
+    /// `--sql-mode=` for a lenient server as older Gazelle sites ran.
+    pub fn start_with(extra: &[&str]) -> MariaDb {
         let (run_as, as_root) = match RunAs::for_server("mysql") {
             Some(run_as) => (run_as, false),
             None => (RunAs::for_server("root").expect("root exists"), true),
@@ -45,6 +55,7 @@ impl MariaDb {
             dir,
             run_as,
             as_root,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.restart();
@@ -117,7 +128,8 @@ impl SqlServer for MariaDb {
             .arg(format!("--tmpdir={}", self.dir.display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
-            .args(SERVER_OPTIONS);
+            .args(SERVER_OPTIONS)
+            .args(&self.extra);
         if self.as_root {
             command.arg("--user=root");
         }

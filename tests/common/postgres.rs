@@ -21,6 +21,8 @@ pub struct Postgres {
     pub port: u16,
     dir: PathBuf,
     run_as: RunAs,
+    /// The test's own `-c` settings, after ours (so they win).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -28,6 +30,12 @@ impl Postgres {
     /// Starts a server with an empty `gazelle` database, and waits until
     /// it accepts connections.
     pub fn start() -> Postgres {
+        Self::start_with(&[])
+    }
+
+    /// As `start`, with more settings (`-c name=value`, kept for
+    /// `restart`), e.g. `log_statement=all`.
+    pub fn start_with(extra: &[&str]) -> Postgres {
         let run_as = RunAs::for_server("postgres").expect(
             "tests run as root need the `postgres` system user (Debian's postgresql package makes it)",
         );
@@ -37,6 +45,7 @@ impl Postgres {
             port: super::free_port(),
             dir,
             run_as,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.restart();
@@ -112,7 +121,11 @@ impl SqlServer for Postgres {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1"]);
-        for option in SERVER_OPTIONS {
+        for option in SERVER_OPTIONS
+            .iter()
+            .copied()
+            .chain(self.extra.iter().map(|s| s.as_str()))
+        {
             command.args(["-c", option]);
         }
         let mut child = command
