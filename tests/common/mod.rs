@@ -3,7 +3,10 @@
 
 pub mod bencode;
 pub mod http;
+pub mod mariadb;
+pub mod postgres;
 pub mod redis;
+pub mod sqlserver;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
