@@ -7,77 +7,25 @@
 
 mod common;
 
-use common::bencode::DictExt;
-use common::http::{encode, HttpClient};
+use common::bencode::Fields;
+use common::http::{announce_target, encode, HttpClient};
 use common::mariadb::MariaDb;
 use common::postgres::Postgres;
+use common::sqlserver::SqlServer;
 use common::*;
 use std::time::{Duration, Instant};
 
 const SITE_PASSWORD: &str = "SitePassword0123SitePassword0123";
 
-/// What the tests need of either database server.
-trait Site {
-    fn url(&self) -> String;
-    fn exec(&self, sql: &str);
-    fn query(&self, sql: &str) -> Vec<Vec<String>>;
-    fn stop(&mut self);
-    fn restart(&mut self);
-    /// A binary literal.
-    fn binary(&self, bytes: &[u8]) -> String;
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Site for MariaDb {
-    fn url(&self) -> String {
-        MariaDb::url(self)
-    }
-    fn exec(&self, sql: &str) {
-        MariaDb::exec(self, sql)
-    }
-    fn query(&self, sql: &str) -> Vec<Vec<String>> {
-        MariaDb::query(self, sql)
-    }
-    fn stop(&mut self) {
-        MariaDb::stop(self)
-    }
-    fn restart(&mut self) {
-        MariaDb::restart(self)
-    }
-    fn binary(&self, bytes: &[u8]) -> String {
-        format!("X'{}'", hex(bytes))
-    }
-}
-
-impl Site for Postgres {
-    fn url(&self) -> String {
-        Postgres::url(self)
-    }
-    fn exec(&self, sql: &str) {
-        Postgres::exec(self, sql)
-    }
-    fn query(&self, sql: &str) -> Vec<Vec<String>> {
-        Postgres::query(self, sql)
-    }
-    fn stop(&mut self) {
-        Postgres::stop(self)
-    }
-    fn restart(&mut self) {
-        Postgres::restart(self)
-    }
-    fn binary(&self, bytes: &[u8]) -> String {
-        format!("'\\x{}'::bytea", hex(bytes))
-    }
 }
 
 fn passkey(n: u32) -> String {
     format!("{n:0>32}")
 }
 
-fn add_user(site: &dyn Site, id: u32, can_leech: bool, visible: bool, enabled: bool) {
+fn add_user(site: &dyn SqlServer, id: u32, can_leech: bool, visible: bool, enabled: bool) {
     site.exec(&format!(
         "INSERT INTO users_main (ID, torrent_pass, can_leech, Visible, Enabled, IP, Uploaded, Downloaded) \
          VALUES ({id}, '{}', {}, '{}', '{}', '10.1.1.1', 0, 0)",
@@ -88,15 +36,15 @@ fn add_user(site: &dyn Site, id: u32, can_leech: bool, visible: bool, enabled: b
     ));
 }
 
-fn add_torrent(site: &dyn Site, id: u32, info_hash: &[u8; 20], free: &str) {
+fn add_torrent(site: &dyn SqlServer, id: u32, info_hash: &[u8; 20], free: &str) {
     site.exec(&format!(
         "INSERT INTO torrents (ID, info_hash, FreeTorrent, Seeders, Leechers, Snatched, balance) \
          VALUES ({id}, {}, '{free}', 0, 0, 0, 0)",
-        site.binary(info_hash)
+        site.unhex(&hex(info_hash))
     ));
 }
 
-fn start(site: &dyn Site, journal: &std::path::Path, extra: &[&str]) -> Tracker {
+fn start(site: &dyn SqlServer, journal: &std::path::Path, extra: &[&str]) -> Tracker {
     let url = format!("private.database_url={}", site.url());
     let password = format!("private.site_password={SITE_PASSWORD}");
     let journal = format!("private.journal_dir={}", journal.display());
@@ -138,7 +86,7 @@ fn await_metric(t: &Tracker, name: &str, ok: impl Fn(f64) -> bool) {
 }
 
 /// Waits until `sql` returns `expected` (20 s at most).
-fn await_rows(site: &dyn Site, sql: &str, expected: &[&[&str]]) {
+fn await_rows(site: &dyn SqlServer, sql: &str, expected: &[&[&str]]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = site.query(sql);
@@ -183,8 +131,9 @@ fn announce(
         encode(peer_id)
     ));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let failure = r.failure();
-    (!failure.is_empty()).then_some(failure)
+    r.body
+        .starts_with(b"d14:failure reason")
+        .then(|| r.failure())
 }
 
 /// A UDP announce carrying BEP 41 URL data.
@@ -223,7 +172,7 @@ fn peer(n: u8) -> [u8; 20] {
 
 /// The whole contract on one database: accounting exact, refusals,
 /// control endpoint.
-fn accounting_and_refusals(site: &mut dyn Site) {
+fn accounting_and_refusals(site: &mut dyn SqlServer) {
     add_user(site, 1, true, true, true);
     add_user(site, 2, false, true, true); // may not leech
     add_user(site, 3, true, false, true); // hidden
@@ -376,7 +325,7 @@ fn accounting_and_refusals(site: &mut dyn Site) {
     // The control endpoint: a torrent and a user added live (not in the
     // database, so only the endpoint can have told the tracker).
     let fresh = [7u8; 20];
-    let mut control = |query: &str| {
+    let control = |query: &str| {
         let r = HttpClient::connect(t.v4).get(&format!("/{SITE_PASSWORD}/update?{query}"));
         String::from_utf8(r.body).unwrap()
     };
@@ -430,7 +379,7 @@ fn accounting_and_refusals(site: &mut dyn Site) {
 
 /// The database stops mid-run and comes back; then it is down at a stop:
 /// accounting waits (memory, then journal), nothing is lost.
-fn outages_lose_nothing(site: &mut dyn Site) {
+fn outages_lose_nothing(site: &mut dyn SqlServer) {
     add_user(site, 1, true, true, true);
     let ih = [5u8; 20];
     add_torrent(site, 10, &ih, "0");
