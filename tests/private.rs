@@ -137,6 +137,7 @@ fn announce(
 }
 
 /// A UDP announce carrying BEP 41 URL data.
+#[allow(clippy::too_many_arguments)]
 fn udp_announce(
     c: &Client,
     url_data: &str,
