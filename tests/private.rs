@@ -262,22 +262,16 @@ fn accounting_and_refusals(site: &mut dyn SqlServer) {
     );
 
     // Refusals, with Ocelot's messages.
-    let cases: [(&str, [u8; 20], [u8; 20], u64, &str); 5] = [
-        (&passkey(99), normal, peer(1), 5, "Passkey not found"),
-        (&passkey(4), normal, peer(1), 5, "Passkey not found"),
-        (&k1, [9; 20], peer(1), 5, "Unregistered torrent"),
-        (
-            &passkey(2),
-            normal,
-            peer(1),
-            5,
-            "Access denied, leeching forbidden",
-        ),
-        ("short", normal, peer(1), 5, "Passkey not found"),
+    let cases = [
+        (passkey(99), normal, "Passkey not found"),
+        (passkey(4), normal, "Passkey not found"),
+        (k1.clone(), [9; 20], "Unregistered torrent"),
+        (passkey(2), normal, "Access denied, leeching forbidden"),
+        ("short".into(), normal, "Passkey not found"),
     ];
-    for (key, ih, id, left, expected) in cases {
+    for (key, ih, expected) in cases {
         assert_eq!(
-            announce(&mut http, key, &ih, &id, 0, 0, left, "").as_deref(),
+            announce(&mut http, &key, &ih, &peer(1), 0, 0, 5, "").as_deref(),
             Some(expected),
             "passkey {key}"
         );
