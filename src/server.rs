@@ -185,6 +185,14 @@ impl Server {
         };
         let private = if self.config.private.enabled {
             let (link, ends) = crate::private::Link::new();
+            // The clients' last reports a previous run kept, to the shards
+            // that own their torrents now.
+            let journal = std::path::Path::new(&self.config.private.journal_dir);
+            let mut by_shard: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+            for client in crate::private::service::journal::Journal::new(journal).take_clients() {
+                by_shard[owner.of(&client.info_hash)].push(client);
+            }
+            link.set_restored(by_shard);
             let link = Arc::new(link);
             let service = crate::private::service::Service::new(
                 self.config.private.clone(),

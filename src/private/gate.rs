@@ -80,6 +80,7 @@ impl Gate {
             ip.to_string()
         };
         self.ledger.announce(&Report {
+            info_hash: announce.info_hash,
             user,
             torrent,
             token: catalog.tokens.contains(&(user.id, torrent.id)),
@@ -132,9 +133,17 @@ impl Gate {
         self.ledger.set_lifetime(secs);
     }
 
+    /// Clients a previous run kept (see `stop`), at shard `shard`'s start.
+    pub fn restore(&mut self, shard: usize, unix_now: u64) {
+        let kept = self.link.take_restored(shard);
+        self.ledger.import(kept, unix_now);
+    }
+
     /// The shard stops: its rows go to the database thread, waiting for
-    /// room if need be.
+    /// room if need be, and its clients' last reports are kept for the
+    /// next start.
     pub fn stop(&mut self) {
         self.link.submit_last(self.ledger.take_batch());
+        self.link.part(self.ledger.export());
     }
 }

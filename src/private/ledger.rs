@@ -40,6 +40,7 @@ impl Default for Rates {
 /// One announce as accounting sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Report<'a> {
+    pub info_hash: [u8; 20],
     pub user: User,
     pub torrent: Torrent,
     /// The user holds a freeleech token for this torrent.
@@ -59,6 +60,7 @@ pub struct Report<'a> {
 
 #[derive(Clone, Debug)]
 struct Client {
+    info_hash: [u8; 20],
     uploaded: u64,
     downloaded: u64,
     left: u64,
@@ -67,6 +69,22 @@ struct Client {
     announced: u32,
     expires: u64,
     ip: String,
+}
+
+/// A client as kept over a restart (`Ledger::export`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptClient {
+    pub info_hash: [u8; 20],
+    pub key: PeerKey,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub left: u64,
+    pub first: u64,
+    pub last: u64,
+    pub announced: u32,
+    /// Unix seconds.
+    pub expires: u64,
+    pub ip: String,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -166,6 +184,7 @@ impl Ledger {
             self.clients.insert(
                 key,
                 Client {
+                    info_hash: r.info_hash,
                     uploaded: r.uploaded,
                     downloaded: r.downloaded,
                     left: r.left,
@@ -279,6 +298,58 @@ impl Ledger {
         dropped
     }
 
+    /// Every client with what it last reported, to be kept over a
+    /// restart (so its next announce is credited from there).
+    pub fn export(&self) -> Vec<KeptClient> {
+        self.clients
+            .iter()
+            .map(|(key, c)| KeptClient {
+                info_hash: c.info_hash,
+                key: *key,
+                uploaded: c.uploaded,
+                downloaded: c.downloaded,
+                left: c.left,
+                first: c.first,
+                last: c.last,
+                announced: c.announced,
+                expires: c.expires,
+                ip: c.ip.clone(),
+            })
+            .collect()
+    }
+
+    /// Takes back clients a previous run kept; those expired by `now`
+    /// (Unix seconds) are left out.
+    pub fn import(&mut self, kept: Vec<KeptClient>, now: u64) {
+        for k in kept.into_iter().filter(|k| k.expires > now) {
+            if self.clients.contains_key(&k.key) {
+                continue;
+            }
+            let tally = self.tallies.entry(k.key.1).or_default();
+            if k.left == 0 {
+                tally.seeders += 1;
+            } else {
+                tally.leechers += 1;
+            }
+            self.expiry.push_back((k.expires, k.key));
+            self.clients.insert(
+                k.key,
+                Client {
+                    info_hash: k.info_hash,
+                    uploaded: k.uploaded,
+                    downloaded: k.downloaded,
+                    left: k.left,
+                    first: k.first,
+                    last: k.last,
+                    announced: k.announced,
+                    expires: k.expires,
+                    ip: k.ip,
+                },
+            );
+        }
+        self.expiry.make_contiguous().sort_by_key(|(e, _)| *e);
+    }
+
     /// The rows gathered since the last call.
     pub fn take_batch(&mut self) -> Batch {
         std::mem::take(&mut self.batch)
@@ -317,6 +388,7 @@ mod tests {
 
     fn report(uploaded: u64, downloaded: u64, left: u64, now: u64) -> Report<'static> {
         Report {
+            info_hash: [7; 20],
             user: USER,
             torrent: TORRENT,
             token: false,
@@ -482,6 +554,28 @@ mod tests {
         let b = l.take_batch();
         assert!(!b.peers[&(1, 10, [b'q'; 20])].active);
         assert_eq!(b.torrents[&10], TorrentRow::default());
+    }
+
+    #[test]
+    fn clients_kept_over_a_restart_are_credited_from_their_last_report() {
+        let mut before = ledger();
+        before.announce(&report(100, 0, 5, 0));
+        before.announce(&Report {
+            peer_id: [b'q'; 20],
+            ..report(0, 0, 0, 0)
+        });
+        let kept = before.export();
+        assert_eq!(kept.len(), 2);
+        let mut after = ledger();
+        after.import(kept.clone(), 10);
+        let c = after.announce(&report(150, 0, 5, 20));
+        assert_eq!(c.uploaded, 50);
+        let b = after.take_batch();
+        assert_eq!((b.torrents[&10].seeders, b.torrents[&10].leechers), (1, 1));
+        // Expired ones are not taken back.
+        let mut late = ledger();
+        late.import(kept, 3600);
+        assert_eq!(late.clients(), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::batch::Batch;
 use super::catalog::{Catalog, Change};
+use super::ledger::KeptClient;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -65,12 +66,24 @@ pub struct Link {
     batches: SyncSender<Batch>,
     control: SyncSender<Change>,
     shards_gone: AtomicBool,
+    /// Clients the shards kept at their stop, for the next start.
+    parting: Mutex<Vec<KeptClient>>,
+    /// Clients a previous run kept, by the shard that owns their torrent,
+    /// for the shards to take at start.
+    restored: Mutex<Vec<Vec<KeptClient>>>,
 }
 
 /// The database thread's ends of the queues.
 pub struct Ends {
     pub batches: Receiver<Batch>,
     pub control: Receiver<Change>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Link {
@@ -83,6 +96,8 @@ impl Link {
             batches,
             control,
             shards_gone: AtomicBool::new(false),
+            parting: Mutex::new(Vec::new()),
+            restored: Mutex::new(Vec::new()),
         };
         FIGURES.enabled.store(true, Ordering::Relaxed);
         (
@@ -140,6 +155,29 @@ impl Link {
     /// A control change; `false` when the queue is full.
     pub fn control(&self, change: Change) -> bool {
         self.control.try_send(change).is_ok()
+    }
+
+    /// A stopping shard's clients.
+    pub fn part(&self, clients: Vec<KeptClient>) {
+        lock(&self.parting).extend(clients);
+    }
+
+    /// Every stopped shard's clients (the database thread keeps them).
+    pub fn take_parting(&self) -> Vec<KeptClient> {
+        std::mem::take(&mut *lock(&self.parting))
+    }
+
+    /// Clients a previous run kept, by shard, before the shards start.
+    pub fn set_restored(&self, by_shard: Vec<Vec<KeptClient>>) {
+        *lock(&self.restored) = by_shard;
+    }
+
+    /// Shard `shard`'s kept clients (those of the torrents it owns).
+    pub fn take_restored(&self, shard: usize) -> Vec<KeptClient> {
+        lock(&self.restored)
+            .get_mut(shard)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Every shard has stopped and submitted its last batch: the database

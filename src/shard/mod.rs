@@ -324,11 +324,13 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
         tracker.keep_journal();
     }
     if let Some(link) = &common.private {
-        tracker.set_private(crate::private::Gate::new(
+        let mut gate = crate::private::Gate::new(
             link.clone(),
             &config.private,
             config.tracker.peer_lifetime.as_secs(),
-        ));
+        );
+        gate.restore(plan.id, u64::from(Clock::read(common.start).unix));
+        tracker.set_private(gate);
     }
     let clock = Clock::read(common.start);
     snapshot::restore(plan.id, &mut tracker, plan.restored, clock.mono);

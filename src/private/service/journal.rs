@@ -5,12 +5,15 @@
 //! after the rows they hold were committed.
 
 use crate::private::batch::Batch;
+use crate::private::ledger::KeptClient;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"SHOALPJ1";
 const SUFFIX: &str = ".batch";
+/// The clients' last reports, kept over a restart.
+const CLIENTS: &str = "clients.state";
 
 pub struct Journal {
     dir: PathBuf,
@@ -34,24 +37,43 @@ impl Journal {
     /// Writes `batch` as a new file.
     pub fn write(&mut self, batch: &Batch) -> io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
-        let payload = batch.encode();
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         self.sequence += 1;
-        let name = format!("{stamp:032}-{:08}{SUFFIX}", self.sequence);
-        let path = self.dir.join(&name);
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(MAGIC)?;
-        file.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-        file.write_all(&(payload.len() as u64).to_le_bytes())?;
-        file.write_all(&payload)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        let path = self
+            .dir
+            .join(format!("{stamp:032}-{:08}{SUFFIX}", self.sequence));
+        write_durably(&path, &batch.encode())?;
         Ok(path)
+    }
+
+    /// Keeps the clients' last reports for the next start.
+    pub fn write_clients(&self, clients: &[KeptClient]) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let payload = bincode::serialize(clients).map_err(io::Error::other)?;
+        write_durably(&self.dir.join(CLIENTS), &payload)
+    }
+
+    /// The clients a previous run kept; the file is removed (a bad one is
+    /// set aside).
+    pub fn take_clients(&self) -> Vec<KeptClient> {
+        let path = self.dir.join(CLIENTS);
+        if !path.exists() {
+            return Vec::new();
+        }
+        let clients = read_payload(&path)
+            .and_then(|p| bincode::deserialize::<Vec<KeptClient>>(&p).map_err(|e| e.to_string()));
+        match clients {
+            Ok(clients) => {
+                let _ = fs::remove_file(&path);
+                clients
+            }
+            Err(why) => {
+                set_aside(&path, &why);
+                Vec::new()
+            }
+        }
     }
 
     /// Every batch on disk, merged oldest first. A file that cannot be
@@ -75,15 +97,7 @@ impl Journal {
                     held.batch.merge(batch);
                     held.files.push(path);
                 }
-                Err(why) => {
-                    let aside = path.with_extension("bad");
-                    let _ = fs::rename(&path, &aside);
-                    tracing::error!(
-                        path = %path.display(),
-                        "private journal file unreadable ({why}); moved to {}",
-                        aside.display()
-                    );
-                }
+                Err(why) => set_aside(&path, &why),
             }
         }
         held
@@ -96,11 +110,7 @@ impl Journal {
         for path in files {
             match read(path) {
                 Ok(batch) => all.merge(batch),
-                Err(why) => {
-                    let aside = path.with_extension("bad");
-                    let _ = fs::rename(path, &aside);
-                    tracing::error!(path = %path.display(), "private journal file unreadable ({why}); moved to {}", aside.display());
-                }
+                Err(why) => set_aside(path, &why),
             }
         }
         all
@@ -121,7 +131,26 @@ impl Journal {
     }
 }
 
-fn read(path: &Path) -> Result<Batch, String> {
+/// Writes a file whole: a temp file, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, payload: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let temp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&temp)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+    file.write_all(&(payload.len() as u64).to_le_bytes())?;
+    file.write_all(payload)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// A file's payload, its version, length and checksum checked.
+fn read_payload(path: &Path) -> Result<Vec<u8>, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
     let header = MAGIC.len() + 4 + 8;
     if bytes.len() < header || &bytes[..8] != MAGIC {
@@ -136,7 +165,22 @@ fn read(path: &Path) -> Result<Batch, String> {
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
-    Batch::decode(payload)
+    Ok(payload.to_vec())
+}
+
+fn read(path: &Path) -> Result<Batch, String> {
+    Batch::decode(&read_payload(path)?)
+}
+
+/// A file that cannot be read is moved aside and logged, never deleted.
+fn set_aside(path: &Path, why: &str) {
+    let aside = path.with_extension("bad");
+    let _ = fs::rename(path, &aside);
+    tracing::error!(
+        path = %path.display(),
+        "private journal file unreadable ({why}); moved to {}",
+        aside.display()
+    );
 }
 
 #[cfg(test)]

@@ -315,6 +315,14 @@ impl Service {
         if !self.pending.is_empty() {
             self.spill();
         }
+        let clients = self.link.take_parting();
+        if let Err(e) = self.journal.write_clients(&clients) {
+            tracing::error!(
+                "private mode: cannot keep {} clients' last reports in {} ({e}): their next announces start a new count",
+                clients.len(),
+                self.config.journal_dir
+            );
+        }
         self.show();
         tracing::info!(
             journaled_files = self.spilled_files.len(),
