@@ -1,7 +1,8 @@
 //! A real MariaDB server for a test: its own data directory in a temp
 //! dir, 127.0.0.1 on a private port, a database `gazelle` and a user
 //! `shoal` (password `shoal`) with every privilege on it. Stopped and
-//! started again by the test with its data kept.
+//! started again by the test with its data kept. `exec`, `query`, `stop`,
+//! `restart` and the rest are `super::sqlserver::SqlServer`'s.
 
 use super::sqlserver::{self, RunAs, SqlServer};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! A real PostgreSQL server for a test: its own data directory in a temp
 //! dir, 127.0.0.1 on a private port (its unix socket in the temp dir), a
 //! database `gazelle` owned by the role `shoal` (password `shoal`).
-//! Stopped and started again by the test with its data kept.
+//! Stopped and started again by the test with its data kept. `exec`,
+//! `query`, `stop`, `restart` and the rest are `super::sqlserver::SqlServer`'s.
 
 use super::sqlserver::{self, RunAs, SqlServer};
 use std::path::{Path, PathBuf};
