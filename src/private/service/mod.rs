@@ -7,7 +7,7 @@
 //! written, or journaled if the database is down, and replayed at the
 //! next start. Nothing accounted is dropped.
 
-mod db;
+pub mod db;
 pub mod journal;
 pub mod sql;
 
