@@ -433,14 +433,54 @@ fn outages_lose_nothing(site: &mut dyn SqlServer) {
         "SELECT Uploaded FROM users_main WHERE ID = 1",
         &[&["1300"]],
     );
+    let batches = || {
+        std::fs::read_dir(&journal)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "batch")
+            })
+            .count()
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&journal).unwrap().count() > 0 {
+    while batches() > 0 {
         assert!(
             Instant::now() < deadline,
             "the journal was not emptied after its rows were written"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The client's last report was kept over the restart: its next
+    // announce is credited from there, not taken as a new count.
+    let mut http = HttpClient::connect(t.v4);
+    up += 100;
+    assert_eq!(announce(&mut http, &k, &ih, &peer(1), up, 0, 0, ""), None);
+    await_rows(
+        site,
+        "SELECT Uploaded FROM users_main WHERE ID = 1",
+        &[&["1400"]],
+    );
+
+    // A crash: the database is down, the rows were journaled at a flush,
+    // and the tracker is killed (SIGKILL, no stop): they are written
+    // after the next start.
+    site.stop();
+    for _ in 0..2 {
+        up += 100;
+        assert_eq!(announce(&mut http, &k, &ih, &peer(1), up, 0, 0, ""), None);
+    }
+    await_metric(&t, "shoal_private_journal_rows", |v| v >= 1.0);
+    drop(t);
+    site.restart();
+    let t = start(site, &journal, &[]);
+    await_rows(
+        site,
+        "SELECT Uploaded FROM users_main WHERE ID = 1",
+        &[&["1600"]],
+    );
     assert!(t.stop().success());
     let _ = std::fs::remove_dir_all(&journal);
 }

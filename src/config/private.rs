@@ -29,12 +29,10 @@ pub struct PrivateConfig {
     pub upload_multiplier: f64,
     /// Credited download = reported download x this (0 when free).
     pub download_multiplier: f64,
-    /// Accounting rows kept in memory while the database cannot take them;
-    /// past it they go to the journal on disk.
-    pub max_pending_rows: usize,
-    /// Where accounting waits on disk: while the database is down past
-    /// `max_pending_rows`, and at a stop it could not be written. Replayed
-    /// at the next start.
+    /// Where accounting is made durable before each write (one file per
+    /// flush, removed after the commit): it waits there while the database
+    /// is away and over a stop or a crash, and is replayed at the next
+    /// start.
     pub journal_dir: String,
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
@@ -51,7 +49,6 @@ impl Default for PrivateConfig {
             global_freeleech: false,
             upload_multiplier: 1.0,
             download_multiplier: 1.0,
-            max_pending_rows: 1_000_000,
             journal_dir: "private-journal".into(),
             connect_timeout: Duration::from_secs(5),
         }
@@ -117,9 +114,6 @@ impl PrivateConfig {
             if !(0.0..=100.0).contains(&m) {
                 return Err(format!("{key}: {m} is outside 0..=100"));
             }
-        }
-        if self.max_pending_rows < 1000 {
-            return Err("private.max_pending_rows: must be at least 1000".into());
         }
         if self.journal_dir.is_empty() {
             return Err("private.journal_dir: must name a directory (accounting waits there when the database cannot take it)".into());

@@ -376,9 +376,9 @@ fn private(e: &mut Exposition) {
             F.pending_rows.load(Relaxed) as f64,
         ),
         (
-            "shoal_private_journaled_rows_total",
-            "counter",
-            "Accounting rows journaled to disk while the database was away.",
+            "shoal_private_journal_rows",
+            "gauge",
+            "Accounting rows journaled to disk and not yet written to the database.",
             F.journaled_rows.load(Relaxed) as f64,
         ),
         (

@@ -133,10 +133,12 @@ impl Gate {
         self.ledger.set_lifetime(secs);
     }
 
-    /// Clients a previous run kept (see `stop`), at shard `shard`'s start.
-    pub fn restore(&mut self, shard: usize, unix_now: u64) {
+    /// At shard `shard`'s start (Unix and store-clock seconds): the clock,
+    /// and the clients a previous run kept (see `stop`).
+    pub fn start(&mut self, shard: usize, unix: u32, now: u32) {
+        self.unix_offset = u64::from(unix.saturating_sub(now));
         let kept = self.link.take_restored(shard);
-        self.ledger.import(kept, unix_now);
+        self.ledger.import(kept, u64::from(unix));
     }
 
     /// The shard stops: its rows go to the database thread, waiting for

@@ -26,6 +26,7 @@ pub struct Figures {
     pub enabled: AtomicBool,
     /// Rows waiting to be written (memory and journal).
     pub pending_rows: AtomicU64,
+    /// Of those, the rows in journal files.
     pub journaled_rows: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_failures: AtomicU64,

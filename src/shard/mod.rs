@@ -329,7 +329,8 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
             &config.private,
             config.tracker.peer_lifetime.as_secs(),
         );
-        gate.restore(plan.id, u64::from(Clock::read(common.start).unix));
+        let clock = Clock::read(common.start);
+        gate.start(plan.id, clock.unix, clock.mono);
         tracker.set_private(gate);
     }
     let clock = Clock::read(common.start);

@@ -1,13 +1,14 @@
 //! The database thread of private mode: never on a shard. It loads the
 //! catalog (at start, every `reload_interval`), applies control changes
-//! and hands every shard the new version, merges the shards' batches and
-//! writes them every `flush_interval` in one transaction (one statement
-//! per table). When the database cannot take them, rows wait in memory up
-//! to `max_pending_rows`, then in the journal on disk; at a stop they are
-//! written, or journaled if the database is down, and replayed at the
-//! next start. Nothing accounted is dropped.
+//! and hands every shard the new version, and merges the shards' batches.
+//! Every `flush_interval` it first makes what it gathered durable (one
+//! checksummed journal file), then writes everything journaled in one
+//! transaction (one statement per table) and removes the files after the
+//! commit. So accounting waits on disk, not in memory, while the database
+//! is down; a crash loses at most the last interval's rows; a stop writes
+//! them or leaves them journaled; the next start replays the journal.
 
-pub mod db;
+mod db;
 pub mod journal;
 pub mod sql;
 
@@ -24,6 +25,11 @@ use std::time::{Duration, Instant};
 
 /// How long one write may take before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The last write at a stop gives up sooner (the rows stay journaled),
+/// within systemd's stop timeout.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Journal files past which an outage's files are merged into one.
+const MAX_FILES: usize = 64;
 /// How often a lost database is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 /// The loop's pace: how fast a control change reaches the shards.
@@ -37,14 +43,12 @@ pub struct Service {
     journal: Journal,
     db: Option<Db>,
     max_bytes: usize,
-    /// Rows not yet written.
+    /// Rows gathered since the last flush (in memory only).
     pending: Batch,
-    /// Journal files whose rows are in `pending` (removed once written).
-    merged_files: Vec<PathBuf>,
-    /// Journal files not read into memory (written while the database
-    /// was down and `pending` was full).
-    spilled_files: Vec<PathBuf>,
-    spilled_rows: u64,
+    /// Journal files not yet written to the database, oldest first.
+    files: Vec<PathBuf>,
+    /// The rows they hold.
+    file_rows: u64,
     master: Catalog,
     /// Control changes since the last reload: applied again on the next
     /// one, in case its read started before the site wrote them.
@@ -74,9 +78,8 @@ impl Service {
             db: None,
             max_bytes: 4 << 20,
             pending: Batch::default(),
-            merged_files: Vec::new(),
-            spilled_files: Vec::new(),
-            spilled_rows: 0,
+            files: Vec::new(),
+            file_rows: 0,
             master: Catalog::default(),
             since_reload: Vec::new(),
             reset_done: false,
@@ -102,8 +105,9 @@ impl Service {
     }
 
     async fn main(&mut self) {
-        // What a previous run could not write: peer rows and swarm counts
-        // of that run are stale (the start resets them), the rest counts.
+        // What a previous run could not write: its peer rows and swarm
+        // counts are stale (the start resets them), the rest counts. Kept
+        // as one new file, which replaces the old ones.
         let held = self.journal.read_all();
         if !held.files.is_empty() {
             let mut batch = held.batch;
@@ -116,8 +120,17 @@ impl Service {
                 rows = batch.rows(),
                 "private mode: replaying the journal of accounting not yet written"
             );
-            self.pending.merge(batch);
-            self.merged_files = held.files;
+            let rows = batch.rows() as u64;
+            self.pending = batch;
+            if self.journal_pending() {
+                self.journal.remove(&held.files);
+            } else {
+                // The disk refused the new file: the old ones are written
+                // as they are (their stale peer rows too).
+                self.pending = Batch::default();
+                self.files = held.files;
+                self.file_rows = rows;
+            }
         }
         let mut next_reload = Instant::now();
         let mut next_flush = Instant::now() + self.config.flush_interval;
@@ -143,7 +156,7 @@ impl Service {
                 };
             }
             if now >= next_flush {
-                self.flush().await;
+                self.flush(WRITE_TIMEOUT).await;
                 next_flush = now + self.config.flush_interval;
             }
             self.show();
@@ -236,11 +249,37 @@ impl Service {
         }
     }
 
-    /// Writes what is pending (and what waits on disk); keeps it when the
-    /// database cannot take it.
-    async fn flush(&mut self) {
-        if self.pending.is_empty() && self.spilled_files.is_empty() && self.merged_files.is_empty()
-        {
+    /// Makes the rows gathered since the last flush durable: one journal
+    /// file. `false` (logged) when the disk refused; they stay in memory
+    /// and the next flush tries again.
+    fn journal_pending(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        match self.journal.write(&self.pending) {
+            Ok(path) => {
+                self.files.push(path);
+                self.file_rows += self.pending.rows() as u64;
+                self.pending = Batch::default();
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    "private mode: cannot journal accounting to {} ({e}); keeping it in memory",
+                    self.config.journal_dir
+                );
+                false
+            }
+        }
+    }
+
+    /// Journals what was gathered, then writes every journaled row in one
+    /// transaction (with `limit` per statement); on success the files go.
+    /// When the database cannot take them they wait on disk (merged into
+    /// one file once there are many).
+    async fn flush(&mut self, limit: Duration) {
+        let durable = self.journal_pending();
+        if self.files.is_empty() {
             return;
         }
         if self.db.is_none() {
@@ -248,10 +287,12 @@ impl Service {
         }
         if let Some(db) = &mut self.db {
             let started = Instant::now();
-            let mut all = self.journal.read_files(&self.spilled_files);
-            all.merge(self.pending.clone());
+            let mut all = self.journal.read_files(&self.files);
+            if !durable {
+                all.merge(self.pending.clone());
+            }
             let statements = sql::writes(self.dialect, &all, self.max_bytes);
-            match db.write(&statements, WRITE_TIMEOUT).await {
+            match db.write(&statements, limit).await {
                 Ok(()) => {
                     let micros = started.elapsed().as_micros() as u64;
                     FIGURES.flushes.fetch_add(1, Ordering::Relaxed);
@@ -266,12 +307,12 @@ impl Service {
                         micros,
                         "private mode: flushed"
                     );
-                    self.pending = Batch::default();
-                    self.journal.remove(&self.spilled_files);
-                    self.journal.remove(&self.merged_files);
-                    self.spilled_files.clear();
-                    self.merged_files.clear();
-                    self.spilled_rows = 0;
+                    if !durable {
+                        self.pending = Batch::default();
+                    }
+                    self.journal.remove(&self.files);
+                    self.files.clear();
+                    self.file_rows = 0;
                     return;
                 }
                 Err(e) => {
@@ -282,39 +323,33 @@ impl Service {
         } else {
             FIGURES.flush_failures.fetch_add(1, Ordering::Relaxed);
         }
-        if self.pending.rows() > self.config.max_pending_rows {
-            self.spill();
+        FIGURES
+            .journaled_rows
+            .store(self.file_rows, Ordering::Relaxed);
+        if self.files.len() > MAX_FILES {
+            self.compact();
         }
     }
 
-    /// Moves the pending rows to the journal.
-    fn spill(&mut self) {
-        match self.journal.write(&self.pending) {
+    /// Merges the journal's files into one (a long outage writes one per
+    /// flush).
+    fn compact(&mut self) {
+        let all = self.journal.read_files(&self.files);
+        match self.journal.write(&all) {
             Ok(path) => {
-                let rows = self.pending.rows() as u64;
-                tracing::warn!(rows, path = %path.display(), "private mode: accounting journaled to disk while the database is away");
-                // Their rows are in the new file now.
-                self.journal.remove(&self.merged_files);
-                self.merged_files.clear();
-                self.spilled_files.push(path);
-                self.spilled_rows += rows;
-                FIGURES.journaled_rows.fetch_add(rows, Ordering::Relaxed);
-                self.pending = Batch::default();
+                self.journal.remove(&self.files);
+                self.files = vec![path];
+                self.file_rows = all.rows() as u64;
             }
-            Err(e) => tracing::error!(
-                "private mode: cannot journal accounting to {} ({e}); keeping it in memory",
-                self.config.journal_dir
-            ),
+            Err(e) => tracing::error!("private mode: cannot compact the journal: {e}"),
         }
     }
 
     /// At the stop: one last write, else the journal.
     async fn finish(&mut self) {
         self.drain();
-        self.flush().await;
-        if !self.pending.is_empty() {
-            self.spill();
-        }
+        self.flush(FINAL_WRITE_TIMEOUT).await;
+        self.journal_pending();
         let clients = self.link.take_parting();
         if let Err(e) = self.journal.write_clients(&clients) {
             tracing::error!(
@@ -325,14 +360,14 @@ impl Service {
         }
         self.show();
         tracing::info!(
-            journaled_files = self.spilled_files.len(),
+            journaled_files = self.files.len(),
             "private mode: database thread stopped"
         );
     }
 
     fn show(&self) {
         FIGURES.pending_rows.store(
-            self.pending.rows() as u64 + self.spilled_rows,
+            self.pending.rows() as u64 + self.file_rows,
             Ordering::Relaxed,
         );
     }
