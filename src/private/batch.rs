@@ -5,8 +5,9 @@
 //! cannot, keeps them or journals them to disk. Merging is the same
 //! operation everywhere: sums for deltas, the latest state for states.
 
+use super::Map;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Upload and download credited to a user (after freeleech and
 /// multipliers): added to `users_main.Uploaded` / `Downloaded`.
@@ -31,8 +32,8 @@ pub struct PeerRow {
     pub timespent: u64,
     /// Announces so far.
     pub announced: u32,
-    /// Empty for protected users.
-    pub ip: String,
+    /// `None` for protected users.
+    pub ip: Option<IpAddr>,
     /// Unix seconds of the last announce.
     pub mtime: u64,
 }
@@ -43,7 +44,7 @@ pub struct Snatch {
     pub user_id: u32,
     pub torrent_id: u32,
     pub tstamp: u64,
-    pub ip: String,
+    pub ip: Option<IpAddr>,
 }
 
 /// A torrent's figures for `torrents`: seeders and leechers as of the
@@ -61,14 +62,14 @@ pub type PeerKey = (u32, u32, [u8; 20]);
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// By user id.
-    pub users: HashMap<u32, Transfer>,
+    pub users: Map<u32, Transfer>,
     /// Download a freeleech token waived, by (user id, torrent id):
     /// added to `users_freeleeches.Downloaded`.
-    pub tokens: HashMap<(u32, u32), u64>,
-    pub peers: HashMap<PeerKey, PeerRow>,
+    pub tokens: Map<(u32, u32), u64>,
+    pub peers: Map<PeerKey, PeerRow>,
     pub snatches: Vec<Snatch>,
     /// By torrent id.
-    pub torrents: HashMap<u32, TorrentRow>,
+    pub torrents: Map<u32, TorrentRow>,
 }
 
 impl Batch {
@@ -161,7 +162,7 @@ mod tests {
             user_id: 1,
             torrent_id: 9,
             tstamp: 5,
-            ip: String::new(),
+            ip: None,
         });
         a.merge(b);
         assert_eq!(

@@ -4,8 +4,8 @@
 //! version each (an `Arc`, swapped at their tick); only the database thread
 //! changes its own copy and hands out new versions.
 
+use super::{Map, Set};
 use crate::bittorrent::InfoHash;
-use std::collections::{HashMap, HashSet};
 
 /// A passkey: Gazelle's `torrent_pass`, 32 characters.
 pub type Passkey = [u8; 32];
@@ -56,15 +56,15 @@ pub struct Torrent {
 /// One version of the site's data.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    pub users: HashMap<Passkey, User>,
-    pub torrents: HashMap<InfoHash, Torrent>,
+    pub users: Map<Passkey, User>,
+    pub torrents: Map<InfoHash, Torrent>,
     /// Freeleech tokens in use: (user id, torrent id).
-    pub tokens: HashSet<(u32, u32)>,
+    pub tokens: Set<(u32, u32)>,
     /// Peer id prefixes allowed; empty: every client.
     pub whitelist: Vec<Box<[u8]>>,
     /// Torrents the site deleted with a reason code (control endpoint):
     /// announces get "Unregistered torrent: <reason>".
-    pub deleted: HashMap<InfoHash, u32>,
+    pub deleted: Map<InfoHash, u32>,
     /// Whether this version came from the database (a start with the
     /// database down has none yet).
     pub loaded: bool,

@@ -74,11 +74,6 @@ impl Gate {
                 _ => UNREGISTERED.into(),
             });
         };
-        let shown_ip = if user.protected {
-            String::new()
-        } else {
-            ip.to_string()
-        };
         self.ledger.announce(&Report {
             info_hash: announce.info_hash,
             user,
@@ -91,7 +86,7 @@ impl Gate {
             started: announce.event == Event::Started,
             completed: announce.event == Event::Completed,
             stopped: announce.event == Event::Stopped,
-            ip: &shown_ip,
+            ip: (!user.protected).then_some(ip),
             now: self.unix_offset + u64::from(now),
         });
         if !user.can_leech && announce.left > 0 && announce.event != Event::Stopped {

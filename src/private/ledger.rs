@@ -17,7 +17,9 @@
 
 use super::batch::{Batch, PeerKey, PeerRow, Snatch};
 use super::catalog::{Freeleech, Torrent, User};
-use std::collections::{HashMap, VecDeque};
+use super::Map;
+use std::collections::VecDeque;
+use std::net::IpAddr;
 
 /// What credits are multiplied by, and what is free.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,7 +41,7 @@ impl Default for Rates {
 
 /// One announce as accounting sees it.
 #[derive(Clone, Copy, Debug)]
-pub struct Report<'a> {
+pub struct Report {
     pub info_hash: [u8; 20],
     pub user: User,
     pub torrent: Torrent,
@@ -52,8 +54,9 @@ pub struct Report<'a> {
     pub started: bool,
     pub completed: bool,
     pub stopped: bool,
-    /// The address as the database may show it ("" for protected users).
-    pub ip: &'a str,
+    /// The address as the database may show it (`None` for protected
+    /// users).
+    pub ip: Option<IpAddr>,
     /// Unix seconds.
     pub now: u64,
 }
@@ -68,7 +71,7 @@ struct Client {
     last: u64,
     announced: u32,
     expires: u64,
-    ip: String,
+    ip: Option<IpAddr>,
 }
 
 /// A client as kept over a restart (`Ledger::export`).
@@ -84,7 +87,7 @@ pub struct KeptClient {
     pub announced: u32,
     /// Unix seconds.
     pub expires: u64,
-    pub ip: String,
+    pub ip: Option<IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -102,8 +105,8 @@ pub struct Credited {
 }
 
 pub struct Ledger {
-    clients: HashMap<PeerKey, Client>,
-    tallies: HashMap<u32, Tally>,
+    clients: Map<PeerKey, Client>,
+    tallies: Map<u32, Tally>,
     /// Clients by the time they expire, oldest first; an entry whose client
     /// announced again since is skipped.
     expiry: VecDeque<(u64, PeerKey)>,
@@ -115,8 +118,8 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(lifetime_secs: u64, rates: Rates) -> Self {
         Self {
-            clients: HashMap::new(),
-            tallies: HashMap::new(),
+            clients: Map::default(),
+            tallies: Map::default(),
             expiry: VecDeque::new(),
             lifetime: lifetime_secs,
             rates,
@@ -168,7 +171,7 @@ impl Ledger {
                 downspeed: speed(down),
                 timespent: r.now.saturating_sub(first),
                 announced,
-                ip: r.ip.to_owned(),
+                ip: r.ip,
                 mtime: r.now,
             },
         );
@@ -192,7 +195,7 @@ impl Ledger {
                     last: r.now,
                     announced,
                     expires,
-                    ip: r.ip.to_owned(),
+                    ip: r.ip,
                 },
             );
             self.expiry.push_back((expires, key));
@@ -203,7 +206,7 @@ impl Ledger {
                 user_id: r.user.id,
                 torrent_id: r.torrent.id,
                 tstamp: r.now,
-                ip: r.ip.to_owned(),
+                ip: r.ip,
             });
         }
         self.record_torrent(r.torrent.id, tally, u32::from(snatched));
@@ -313,7 +316,7 @@ impl Ledger {
                 last: c.last,
                 announced: c.announced,
                 expires: c.expires,
-                ip: c.ip.clone(),
+                ip: c.ip,
             })
             .collect()
     }
@@ -386,7 +389,7 @@ mod tests {
         freeleech: Freeleech::Normal,
     };
 
-    fn report(uploaded: u64, downloaded: u64, left: u64, now: u64) -> Report<'static> {
+    fn report(uploaded: u64, downloaded: u64, left: u64, now: u64) -> Report {
         Report {
             info_hash: [7; 20],
             user: USER,
@@ -399,7 +402,7 @@ mod tests {
             started: false,
             completed: false,
             stopped: false,
-            ip: "127.0.0.1",
+            ip: Some(IpAddr::from([127, 0, 0, 1])),
             now,
         }
     }

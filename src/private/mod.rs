@@ -22,4 +22,9 @@ pub mod link;
 pub mod service;
 
 pub use gate::Gate;
+
+/// The maps of this module: aHash with a random key per map (fast, and
+/// no client can aim collisions at a known key).
+pub type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+pub type Set<T> = std::collections::HashSet<T, ahash::RandomState>;
 pub use link::Link;

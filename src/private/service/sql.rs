@@ -130,7 +130,7 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
             p.downspeed,
             p.timespent,
             p.announced,
-            address(&p.ip),
+            address(p.ip),
             p.mtime
         )
     });
@@ -173,7 +173,7 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
             s.user_id,
             s.torrent_id,
             s.tstamp,
-            address(&s.ip)
+            address(s.ip)
         )
     });
     statements(
@@ -244,13 +244,12 @@ fn binary(d: Dialect, bytes: &[u8]) -> String {
 /// Gazelle's address columns are `varchar(15)`: IPv4 only.
 const ADDRESS_COLUMN: usize = 15;
 
-/// An address as a string literal. It was formatted from an `IpAddr` (or
-/// is empty); anything that does not read back as one is written empty
-/// rather than quoted, and so is an IPv6 address too long for Gazelle's
-/// column (a longer value would fail the whole write in strict mode).
-fn address(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.to_string().len() <= ADDRESS_COLUMN => format!("'{ip}'"),
+/// An address as a string literal: empty for a hidden user, and for an
+/// IPv6 address too long for Gazelle's column (a longer value would fail
+/// the whole write in strict mode).
+fn address(ip: Option<std::net::IpAddr>) -> String {
+    match ip.map(|ip| ip.to_string()) {
+        Some(ip) if ip.len() <= ADDRESS_COLUMN => format!("'{ip}'"),
         _ => "''".into(),
     }
 }
@@ -310,7 +309,7 @@ mod tests {
                 downspeed: 0,
                 timespent: 9,
                 announced: 2,
-                ip: "10.0.0.1'; DROP TABLE x; --".into(),
+                ip: Some([10, 0, 0, 1].into()),
                 mtime: 100,
             },
         );
@@ -318,7 +317,7 @@ mod tests {
             user_id: 1,
             torrent_id: 2,
             tstamp: 3,
-            ip: String::new(),
+            ip: None,
         });
         b.torrents.insert(
             2,
@@ -338,16 +337,19 @@ mod tests {
         assert_eq!(mysql.len(), 5, "{mysql:#?}");
         assert!(mysql[0].contains("(1,10,1),(2,20,1),(3,30,1)"));
         assert!(mysql[1].contains(&format!("X'{}'", "ab".repeat(20))));
-        assert!(mysql[1].contains(",'',''"), "{}", mysql[1]);
-        assert!(!mysql[1].contains("DROP"));
+        assert!(mysql[1].contains(",'10.0.0.1','',"), "{}", mysql[1]);
+        assert!(mysql[2].contains("(1,2,3,'')"), "{}", mysql[2]);
         let pg = writes(Dialect::Postgres, &batch(), 1 << 20);
         assert_eq!(pg.len(), 4, "{pg:#?}");
         assert!(pg[0].contains("(1::bigint,10::bigint,1::bigint)"));
         assert!(pg[1].contains(&format!("'\\x{}'::bytea", "ab".repeat(20))));
         assert!(pg[1].contains("ON CONFLICT (peer_id, fid, uid)"));
         assert!(writes(Dialect::MySql, &Batch::default(), 1 << 20).is_empty());
-        assert_eq!(address("::1"), "'::1'");
-        assert_eq!(address("2001:db8:aaaa:bbbb::1"), "''");
+        assert_eq!(address(Some("::1".parse().unwrap())), "'::1'");
+        assert_eq!(
+            address(Some("2001:db8:aaaa:bbbb::1".parse().unwrap())),
+            "''"
+        );
     }
 
     #[test]
