@@ -63,20 +63,10 @@ fn start(site: &dyn SqlServer, journal: &std::path::Path, extra: &[&str]) -> Tra
     t
 }
 
-fn metric(t: &Tracker, name: &str) -> f64 {
-    let text = String::from_utf8(HttpClient::connect(t.metrics).get("/metrics").body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn await_metric(t: &Tracker, name: &str, ok: impl Fn(f64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = metric(t, name);
+        let v = t.metric(name);
         if ok(v) {
             return;
         }
@@ -408,7 +398,7 @@ fn outages_lose_nothing(site: &mut dyn SqlServer) {
     }
     await_metric(&t, "shoal_private_flush_failures_total", |v| v >= 1.0);
     await_metric(&t, "shoal_private_pending_rows", |v| v >= 1.0);
-    assert_eq!(metric(&t, "shoal_private_database_up"), 0.0);
+    assert_eq!(t.metric("shoal_private_database_up"), 0.0);
     site.restart();
     await_rows(
         site,

@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::http::HttpClient;
 use common::redis::RedisServer;
 use common::*;
 use std::time::{Duration, Instant};
@@ -42,16 +41,6 @@ fn await_scrape(t: &Tracker, ih: &[u8; 20], expected: (u32, u32, u32)) {
     }
 }
 
-fn metric(t: &Tracker, name: &str) -> f64 {
-    let text = String::from_utf8(HttpClient::connect(t.metrics).get("/metrics").body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn two_instances_share_peers_counts_and_stops() {
     let redis = RedisServer::start();
@@ -80,8 +69,8 @@ fn two_instances_share_peers_counts_and_stops() {
     assert_eq!(reply.peers, vec![v4_peer(6002)]);
 
     // Far below one command per announce, even at this low rate.
-    let commands = metric(&a, "shoal_redis_commands_total");
-    assert!(metric(&a, "shoal_redis_up") == 1.0);
+    let commands = a.metric("shoal_redis_commands_total");
+    assert!(a.metric("shoal_redis_up") == 1.0);
     assert!(commands > 0.0);
 }
 
@@ -115,12 +104,12 @@ fn a_redis_outage_loses_nothing_and_late_instances_load_the_swarms() {
     assert_eq!(during.peers, vec![v4_peer(7001)]);
     Client::connected(c.v4).announce(&Announce::new(ih, 7003));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&b, "shoal_redis_errors_total") < 1.0 {
+    while b.metric("shoal_redis_errors_total") < 1.0 {
         assert!(Instant::now() < deadline, "no failed exchange counted");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(metric(&b, "shoal_redis_up"), 0.0);
-    assert!(metric(&c, "shoal_redis_pending_changes") >= 1.0);
+    assert_eq!(b.metric("shoal_redis_up"), 0.0);
+    assert!(c.metric("shoal_redis_pending_changes") >= 1.0);
     await_scrape(&a, &ih, (0, 0, 1));
 
     // Back: the outage's announces reach every instance.
@@ -129,7 +118,7 @@ fn a_redis_outage_loses_nothing_and_late_instances_load_the_swarms() {
         await_scrape(t, &ih, (1, 0, 2));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&b, "shoal_redis_up") != 1.0 {
+    while b.metric("shoal_redis_up") != 1.0 {
         assert!(Instant::now() < deadline, "never back up");
         std::thread::sleep(Duration::from_millis(50));
     }

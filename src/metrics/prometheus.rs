@@ -362,7 +362,7 @@ fn private(e: &mut Exposition) {
         return;
     }
     let seconds = |micros: u64| micros as f64 / 1e6;
-    for (name, kind, help, value) in [
+    let figures = [
         (
             "shoal_private_database_up",
             "gauge",
@@ -435,7 +435,13 @@ fn private(e: &mut Exposition) {
             "Registered torrents known.",
             F.torrents.load(Relaxed) as f64,
         ),
-    ] {
+    ];
+    unlabelled(e, &figures);
+}
+
+/// One sample without labels per family: (name, type, help, value).
+fn unlabelled(e: &mut Exposition, figures: &[(&str, &str, &str, f64)]) {
+    for &(name, kind, help, value) in figures {
         e.family(name, kind, help);
         e.sample(name, &[], value);
     }
@@ -447,7 +453,7 @@ fn redis(e: &mut Exposition) {
     if !STATS.enabled.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    for (name, kind, help, counter) in [
+    let figures = [
         (
             "shoal_redis_up",
             "gauge",
@@ -490,8 +496,7 @@ fn redis(e: &mut Exposition) {
             "Pending changes merged away past storage.redis.max_pending (a peer's latest kept).",
             &STATS.coalesced,
         ),
-    ] {
-        e.family(name, kind, help);
-        e.sample(name, &[], Stats::get(counter));
-    }
+    ]
+    .map(|(name, kind, help, counter)| (name, kind, help, Stats::get(counter) as f64));
+    unlabelled(e, &figures);
 }

@@ -116,6 +116,18 @@ impl Tracker {
         panic!("shoal did not answer within 20s");
     }
 
+    /// A sample without labels from /metrics (panics when it is missing).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = String::from_utf8(http::HttpClient::connect(self.metrics).get("/metrics").body)
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the server.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
