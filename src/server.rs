@@ -184,7 +184,7 @@ impl Server {
             }
         };
         let private = if self.config.private.enabled {
-            let (link, ends) = crate::private::Link::new();
+            let (link, ends) = crate::private::Link::new(shards);
             // The clients' last reports a previous run kept, to the shards
             // that own their torrents now.
             let journal = std::path::Path::new(&self.config.private.journal_dir);

@@ -21,6 +21,7 @@ pub const UNREGISTERED: &str = "Unregistered torrent";
 pub const LEECHING_FORBIDDEN: &str = "Access denied, leeching forbidden";
 
 pub struct Gate {
+    shard: usize,
     link: Arc<Link>,
     catalog: Arc<Catalog>,
     generation: u64,
@@ -30,13 +31,19 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(link: Arc<Link>, config: &PrivateConfig, peer_lifetime_secs: u64) -> Self {
+    pub fn new(
+        shard: usize,
+        link: Arc<Link>,
+        config: &PrivateConfig,
+        peer_lifetime_secs: u64,
+    ) -> Self {
         let rates = Rates {
             upload_multiplier: config.upload_multiplier,
             download_multiplier: config.download_multiplier,
             global_freeleech: config.global_freeleech,
         };
         Self {
+            shard,
             generation: link.generation(),
             catalog: link.catalog(),
             link,
@@ -118,7 +125,7 @@ impl Gate {
         self.ledger.expire(self.unix_offset + u64::from(now));
         let batch = self.ledger.take_batch();
         if !batch.is_empty() {
-            if let Some(back) = self.link.submit(batch) {
+            if let Some(back) = self.link.submit(self.shard, batch) {
                 self.ledger.return_batch(back);
             }
         }
@@ -128,11 +135,11 @@ impl Gate {
         self.ledger.set_lifetime(secs);
     }
 
-    /// At shard `shard`'s start (Unix and store-clock seconds): the clock,
-    /// and the clients a previous run kept (see `stop`).
-    pub fn start(&mut self, shard: usize, unix: u32, now: u32) {
+    /// At the shard's start (Unix and store-clock seconds): the clock, and
+    /// the clients a previous run kept (see `stop`).
+    pub fn start(&mut self, unix: u32, now: u32) {
         self.unix_offset = u64::from(unix.saturating_sub(now));
-        let kept = self.link.take_restored(shard);
+        let kept = self.link.take_restored(self.shard);
         self.ledger.import(kept, u64::from(unix));
     }
 
@@ -140,7 +147,7 @@ impl Gate {
     /// room if need be, and its clients' last reports are kept for the
     /// next start.
     pub fn stop(&mut self) {
-        self.link.submit_last(self.ledger.take_batch());
+        self.link.submit_last(self.shard, self.ledger.take_batch());
         self.link.part(self.ledger.export());
     }
 }

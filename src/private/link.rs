@@ -1,6 +1,6 @@
 //! What the shards and the database thread share: the newest catalog
 //! version (taken by each shard at its tick), a bounded queue of batches
-//! from the shards, a bounded queue of control changes, and the figures
+//! from each shard, a bounded queue of control changes, and the figures
 //! the metrics endpoint shows. A shard never waits on any of it: a full
 //! queue keeps its batch for the next tick, and a control request is
 //! refused.
@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-/// Batches in flight from the shards to the database thread.
-const BATCH_QUEUE: usize = 64;
+/// Batches in flight from one shard to the database thread.
+const BATCH_QUEUE: usize = 16;
 /// Control requests waiting for the database thread.
 const CONTROL_QUEUE: usize = 4096;
 
@@ -64,7 +64,8 @@ impl Figures {
 pub struct Link {
     catalog: Mutex<Arc<Catalog>>,
     generation: AtomicU64,
-    batches: SyncSender<Batch>,
+    /// One queue per shard.
+    batches: Vec<SyncSender<Batch>>,
     control: SyncSender<Change>,
     shards_gone: AtomicBool,
     /// Clients the shards kept at their stop, for the next start.
@@ -76,7 +77,7 @@ pub struct Link {
 
 /// The database thread's ends of the queues.
 pub struct Ends {
-    pub batches: Receiver<Batch>,
+    pub batches: Vec<Receiver<Batch>>,
     pub control: Receiver<Change>,
 }
 
@@ -88,8 +89,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Link {
-    pub fn new() -> (Link, Ends) {
-        let (batches, batches_rx) = sync_channel(BATCH_QUEUE);
+    pub fn new(shards: usize) -> (Link, Ends) {
+        let (batches, batches_rx): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| sync_channel(BATCH_QUEUE)).unzip();
         let (control, control_rx) = sync_channel(CONTROL_QUEUE);
         let link = Link {
             catalog: Mutex::new(Arc::new(Catalog::default())),
@@ -138,8 +140,11 @@ impl Link {
     }
 
     /// A shard's batch; given back when the queue is full.
-    pub fn submit(&self, batch: Batch) -> Option<Batch> {
-        match self.batches.try_send(batch) {
+    pub fn submit(&self, shard: usize, batch: Batch) -> Option<Batch> {
+        let Some(queue) = self.batches.get(shard) else {
+            return Some(batch);
+        };
+        match queue.try_send(batch) {
             Ok(()) => None,
             Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => Some(b),
         }
@@ -147,9 +152,9 @@ impl Link {
 
     /// A shard's last batch, at its stop: waits for room (the database
     /// thread drains the queue until every shard is gone).
-    pub fn submit_last(&self, batch: Batch) {
-        if !batch.is_empty() {
-            let _ = self.batches.send(batch);
+    pub fn submit_last(&self, shard: usize, batch: Batch) {
+        if let (false, Some(queue)) = (batch.is_empty(), self.batches.get(shard)) {
+            let _ = queue.send(batch);
         }
     }
 

@@ -325,12 +325,13 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     }
     if let Some(link) = &common.private {
         let mut gate = crate::private::Gate::new(
+            plan.id,
             link.clone(),
             &config.private,
             config.tracker.peer_lifetime.as_secs(),
         );
         let clock = Clock::read(common.start);
-        gate.start(plan.id, clock.unix, clock.mono);
+        gate.start(clock.unix, clock.mono);
         tracker.set_private(gate);
     }
     let clock = Clock::read(common.start);

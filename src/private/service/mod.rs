@@ -167,8 +167,10 @@ impl Service {
 
     /// Takes the shards' batches and the control changes.
     fn drain(&mut self) {
-        while let Ok(batch) = self.ends.batches.try_recv() {
-            self.pending.merge(batch);
+        for queue in &self.ends.batches {
+            while let Ok(batch) = queue.try_recv() {
+                self.pending.merge(batch);
+            }
         }
         let mut changed = false;
         while let Ok(change) = self.ends.control.try_recv() {
