@@ -20,6 +20,10 @@ pub const NOT_WHITELISTED: &str = "Your client is not on the whitelist";
 pub const UNREGISTERED: &str = "Unregistered torrent";
 pub const LEECHING_FORBIDDEN: &str = "Access denied, leeching forbidden";
 
+/// Clients looked at for expiry per tick, at most: a mass expiry is
+/// spread over ticks instead of stalling the shard.
+const EXPIRY_SLICE: usize = 16_384;
+
 pub struct Gate {
     shard: usize,
     link: Arc<Link>,
@@ -122,7 +126,8 @@ impl Gate {
             self.generation = generation;
             self.catalog = self.link.catalog();
         }
-        self.ledger.expire(self.unix_offset + u64::from(now));
+        self.ledger
+            .expire(self.unix_offset + u64::from(now), EXPIRY_SLICE);
         let batch = self.ledger.take_batch();
         if !batch.is_empty() {
             if let Some(back) = self.link.submit(self.shard, batch) {

@@ -18,7 +18,8 @@
 use super::batch::{Batch, PeerKey, PeerRow, Snatch};
 use super::catalog::{Freeleech, Torrent, User};
 use super::Map;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 /// What credits are multiplied by, and what is free.
@@ -107,9 +108,11 @@ pub struct Credited {
 pub struct Ledger {
     clients: Map<PeerKey, Client>,
     tallies: Map<u32, Tally>,
-    /// Clients by the time they expire, oldest first; an entry whose client
-    /// announced again since is skipped.
-    expiry: VecDeque<(u64, PeerKey)>,
+    /// When clients may expire, soonest first: one entry per client, pushed
+    /// when it is new. A client that announced since is pushed again at
+    /// its new time when its entry comes up (so re-announces cost nothing
+    /// here, and the heap holds about one entry per client).
+    expiry: BinaryHeap<Reverse<(u64, PeerKey)>>,
     lifetime: u64,
     rates: Rates,
     batch: Batch,
@@ -120,7 +123,7 @@ impl Ledger {
         Self {
             clients: Map::default(),
             tallies: Map::default(),
-            expiry: VecDeque::new(),
+            expiry: BinaryHeap::new(),
             lifetime: lifetime_secs,
             rates,
             batch: Batch::default(),
@@ -198,7 +201,9 @@ impl Ledger {
                     ip: r.ip,
                 },
             );
-            self.expiry.push_back((expires, key));
+            if previous.is_none() {
+                self.expiry.push(Reverse((expires, key)));
+            }
         }
         let tally = *tally;
         if snatched {
@@ -261,19 +266,24 @@ impl Ledger {
         }
     }
 
-    /// Drops clients silent past `now` (Unix seconds): their rows go
+    /// Drops clients silent past `now` (Unix seconds), looking at `budget`
+    /// entries at most (the rest wait for the next call): their rows go
     /// inactive and their torrents' counts down. Returns how many.
-    pub fn expire(&mut self, now: u64) -> usize {
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
         let mut dropped = 0;
-        while let Some(&(expires, key)) = self.expiry.front() {
+        for _ in 0..budget {
+            let Some(&Reverse((expires, key))) = self.expiry.peek() else {
+                break;
+            };
             if expires > now {
                 break;
             }
-            self.expiry.pop_front();
+            self.expiry.pop();
             let Some(client) = self.clients.get(&key) else {
                 continue;
             };
-            if client.expires != expires {
+            if client.expires > now {
+                self.expiry.push(Reverse((client.expires, key)));
                 continue;
             }
             let client = self.clients.remove(&key).unwrap_or_else(|| unreachable!());
@@ -334,7 +344,7 @@ impl Ledger {
             } else {
                 tally.leechers += 1;
             }
-            self.expiry.push_back((k.expires, k.key));
+            self.expiry.push(Reverse((k.expires, k.key)));
             self.clients.insert(
                 k.key,
                 Client {
@@ -350,7 +360,6 @@ impl Ledger {
                 },
             );
         }
-        self.expiry.make_contiguous().sort_by_key(|(e, _)| *e);
     }
 
     /// The rows gathered since the last call.
@@ -551,8 +560,8 @@ mod tests {
         let b = l.take_batch();
         assert!(!b.peers[&(1, 10, [b'p'; 20])].active);
         assert_eq!(b.torrents[&10].leechers, 0);
-        assert_eq!(l.expire(99), 0);
-        assert_eq!(l.expire(100), 1);
+        assert_eq!(l.expire(99, usize::MAX), 0);
+        assert_eq!(l.expire(100, usize::MAX), 1);
         assert_eq!(l.clients(), 0);
         let b = l.take_batch();
         assert!(!b.peers[&(1, 10, [b'q'; 20])].active);
@@ -586,7 +595,24 @@ mod tests {
         let mut l = Ledger::new(100, Rates::default());
         l.announce(&report(0, 0, 5, 0));
         l.announce(&report(0, 0, 5, 60));
-        assert_eq!(l.expire(100), 0);
-        assert_eq!(l.expire(160), 1);
+        assert_eq!(l.expire(100, usize::MAX), 0);
+        assert_eq!(l.expire(159, usize::MAX), 0);
+        assert_eq!(l.expire(160, usize::MAX), 1);
+    }
+
+    #[test]
+    fn the_expiry_heap_holds_one_entry_per_client_not_per_announce() {
+        let mut l = Ledger::new(100, Rates::default());
+        for now in 0..1000 {
+            l.announce(&report(now, 0, 5, now));
+        }
+        assert_eq!(l.expiry.len(), 1);
+        // A stopped client leaves an entry that is skipped.
+        l.announce(&Report {
+            stopped: true,
+            ..report(1000, 0, 5, 1000)
+        });
+        assert_eq!(l.expire(5000, usize::MAX), 0);
+        assert!(l.expiry.is_empty());
     }
 }
