@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["bittorrent"],
     &["placement", "protocol"],
     &["config"],
-    &["storage", "middleware"],
+    &["storage", "middleware", "private"],
     &["tracker"],
     &["net", "metrics"],
     &["shard"],
