@@ -253,6 +253,33 @@ pub struct HttpConfig {
     pub read_timeout: Duration,
     #[serde(with = "duration")]
     pub write_timeout: Duration,
+    /// HTTPS on the same shards (rustls).
+    pub tls: TlsConfig,
+    /// Who may ask `/scrape` without an infohash for every torrent.
+    pub full_scrape: FullScrapeConfig,
+}
+
+/// `http.tls`: addresses served over TLS, and the PEM files (re-read on
+/// SIGHUP).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain, leaf first.
+    pub cert: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// `http.full_scrape`: off unless enabled; then allowed to a request that
+/// carries `token` (as `token=` in the query) or comes from one of the
+/// `trusted` CIDRs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FullScrapeConfig {
+    pub enabled: bool,
+    pub token: String,
+    pub trusted: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -273,6 +300,8 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
+            full_scrape: FullScrapeConfig::default(),
         }
     }
 }
@@ -366,6 +395,8 @@ pub struct Checked {
     pub cpus: Vec<usize>,
     pub routes: Routes,
     pub trusted_proxies: Vec<Cidr>,
+    /// `http.full_scrape.trusted` parsed.
+    pub full_scrape_trusted: Vec<Cidr>,
 }
 
 /// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
@@ -530,6 +561,7 @@ impl Config {
             return Err("udp.connection_id_lifetime: longer than 24h".into());
         }
         let (routes, trusted_proxies) = self.validate_http()?;
+        let full_scrape_trusted = self.validate_tls_and_full_scrape()?;
         self.validate_metrics()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
@@ -604,7 +636,59 @@ impl Config {
             cpus: self.shard_cpus(),
             routes,
             trusted_proxies,
+            full_scrape_trusted,
         })
+    }
+
+    /// `http.tls` (the files themselves are read by `net::tls` at start
+    /// and on reload) and `http.full_scrape`; returns the trusted CIDRs.
+    fn validate_tls_and_full_scrape(&self) -> Result<Vec<Cidr>, String> {
+        let tls = &self.http.tls;
+        if let Some(dup) = first_duplicate(&tls.listen) {
+            return Err(format!("http.tls.listen: {dup} is listed twice"));
+        }
+        // SO_REUSEPORT would let both groups bind, and the kernel would
+        // then hand plain and TLS clients to either.
+        if let Some(both) = tls
+            .listen
+            .iter()
+            .find(|a| a.port() != 0 && self.http.listen.contains(a))
+        {
+            return Err(format!(
+                "http.tls.listen: {both} is in http.listen too; give HTTPS its own port"
+            ));
+        }
+        if !tls.listen.is_empty() {
+            for (key, path) in [("http.tls.cert", &tls.cert), ("http.tls.key", &tls.key)] {
+                if path.is_empty() {
+                    return Err(format!("{key}: a PEM file is needed for http.tls.listen"));
+                }
+            }
+        }
+        let full = &self.http.full_scrape;
+        let trusted = full
+            .trusted
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|e| format!("http.full_scrape.trusted: `{text}`: {e}"))
+            })
+            .collect::<Result<Vec<Cidr>, String>>()?;
+        if full.enabled {
+            if full.token.is_empty() && trusted.is_empty() {
+                return Err("http.full_scrape: enabled without a token or trusted CIDRs; set one (trusted: [\"0.0.0.0/0\", \"::/0\"] opens it to all)".into());
+            }
+            if !full.token.is_empty()
+                && (full.token.len() < 16
+                    || !full
+                        .token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)))
+            {
+                return Err("http.full_scrape.token: use at least 16 characters of A-Z, a-z, 0-9, - _ . ~ (sent in a URL)".into());
+            }
+        }
+        Ok(trusted)
     }
 
     fn validate_redis(&self) -> Result<(), String> {
@@ -742,6 +826,9 @@ impl Config {
         let mut shown = self.clone();
         if !shown.udp.connection_id_key.is_empty() {
             shown.udp.connection_id_key = "********".into();
+        }
+        if !shown.http.full_scrape.token.is_empty() {
+            shown.http.full_scrape.token = "********".into();
         }
         shown
     }
