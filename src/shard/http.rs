@@ -4,6 +4,7 @@
 //! owner when needed; the owner answers with the encoded body.
 
 use super::answer::{http_scrape_body, write_refusal, HttpPeers};
+use super::full_scrape::{self, Gate};
 use super::mesh::{Forward, HttpAnnounceJob, HttpReply, ScrapeReplyTo};
 use super::Shard;
 use crate::bittorrent::{Client, Counts, InfoHash, Protocol};
@@ -47,6 +48,8 @@ pub(crate) struct HttpSide {
     connections: Cell<usize>,
     /// Sampled peers of the announce being answered, reused.
     pub(super) scratch: RefCell<HttpPeers>,
+    /// Who may scrape everything (`None`: nobody).
+    full_scrape: Option<Gate>,
 }
 
 impl HttpSide {
@@ -74,6 +77,7 @@ impl HttpSide {
             write_timeout: config.write_timeout,
             connections: Cell::new(0),
             scratch: RefCell::default(),
+            full_scrape: Gate::new(&config.full_scrape, &checked.full_scrape_trusted),
         }
     }
 }
@@ -273,6 +277,8 @@ async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAdd
         };
         body.clear();
         let started = shard.latency.as_ref().map(|_| Instant::now());
+        // Set (to whether JSON was asked) when the answer is a full scrape.
+        let mut full_scrape = None;
         let (action, status) = match http.routes.match_path(head.path) {
             Route::Announce { passkey } => {
                 let status = shard
@@ -280,12 +286,21 @@ async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAdd
                     .await;
                 (Action::Announce, status)
             }
-            Route::Scrape { passkey } => {
-                let status = shard
-                    .http_scrape(head.query, passkey, client, &mut body)
-                    .await;
-                (Action::Scrape, status)
-            }
+            Route::Scrape { passkey } => match query::parse_full_scrape(head.query) {
+                Some(full) if http.full_scrape.is_some() => {
+                    let status = shard.check_full_scrape(&full, client, &mut body);
+                    if status == Status::Ok {
+                        full_scrape = Some(full.json);
+                    }
+                    (Action::Scrape, status)
+                }
+                _ => {
+                    let status = shard
+                        .http_scrape(head.query, passkey, client, &mut body)
+                        .await;
+                    (Action::Scrape, status)
+                }
+            },
             Route::NotFound => {
                 bencode::failure(&mut body, "not found");
                 (Action::Invalid, Status::NotFound)
@@ -299,17 +314,32 @@ async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAdd
         shard
             .counters
             .served(Protocol::Http, action, Family::of(client), outcome);
-        if respond(
-            stream,
-            &mut out,
-            status,
-            &body,
-            keep_alive,
-            http.write_timeout,
-        )
-        .await
-        .is_err()
-        {
+        let sent = match full_scrape {
+            Some(json) => {
+                full_scrape::stream(
+                    shard,
+                    stream,
+                    json,
+                    keep_alive,
+                    http.write_timeout,
+                    &mut out,
+                    &mut body,
+                )
+                .await
+            }
+            None => {
+                respond(
+                    stream,
+                    &mut out,
+                    status,
+                    &body,
+                    keep_alive,
+                    http.write_timeout,
+                )
+                .await
+            }
+        };
+        if sent.is_err() {
             return;
         }
         if let (Some(latency), Some(started)) = (&shard.latency, started) {
@@ -494,9 +524,34 @@ impl Shard {
         self.mesh.flush_notify.notify();
         match self.mesh.http_waiters.wait(id).await {
             HttpReply::Body(b) => body.extend_from_slice(&b),
-            HttpReply::Scrape(_) => bencode::failure(body, "internal error"),
+            HttpReply::Scrape(_) | HttpReply::Slice(_) => bencode::failure(body, "internal error"),
         }
         Status::Ok
+    }
+
+    /// Whether a full scrape may go ahead (`Status::Ok`), else the refusal
+    /// written to `body`: a request hook's, or 403 for a client without
+    /// the token or a trusted address.
+    fn check_full_scrape(
+        &self,
+        full: &query::FullScrapeQuery,
+        client: IpAddr,
+        body: &mut Vec<u8>,
+    ) -> Status {
+        if let Some(status) = self.check_http_request(client, RequestKind::Scrape, body) {
+            return status;
+        }
+        let allowed = self
+            .http
+            .full_scrape
+            .as_ref()
+            .is_some_and(|gate| gate.allows(client, full.token.as_deref()));
+        if allowed {
+            Status::Ok
+        } else {
+            bencode::failure(body, "full scrape not allowed");
+            Status::Forbidden
+        }
     }
 
     async fn http_scrape(
@@ -548,7 +603,7 @@ impl Shard {
                 let id = waiter.get().expect("a gather registers its waiter");
                 match self.mesh.http_waiters.wait(id).await {
                     HttpReply::Scrape(counts) => counts,
-                    HttpReply::Body(_) => vec![Counts::default(); hashes.len()],
+                    _ => vec![Counts::default(); hashes.len()],
                 }
             }
         };

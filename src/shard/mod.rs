@@ -4,6 +4,7 @@
 
 mod answer;
 mod forward;
+mod full_scrape;
 mod gather;
 pub mod heartbeat;
 mod http;
@@ -193,7 +194,7 @@ impl Shard {
         let kind = match &message {
             Forward::UdpAnnounce { .. } => Forwarded::UdpAnnounce,
             Forward::HttpAnnounce { .. } => Forwarded::HttpAnnounce,
-            Forward::ScrapeQuery { .. } => Forwarded::ScrapePart,
+            Forward::ScrapeQuery { .. } | Forward::FullScrapeSlice { .. } => Forwarded::ScrapePart,
         };
         self.counters.forwarded(kind, 1);
         self.mesh.forward(owner, message);
