@@ -50,6 +50,19 @@ pub fn load(cert: &str, key: &str) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// A shard's own copy of `config`: the certificate is shared (read only),
+/// the session cache for resumption is the shard's, so no handshake takes
+/// a lock another core holds. (A client resumes on the shard that served
+/// it before, when SO_REUSEPORT hands it there again.)
+pub fn per_shard(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut own = ServerConfig::clone(config);
+    own.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS_PER_SHARD);
+    Arc::new(own)
+}
+
+/// Resumable TLS sessions remembered per shard (rustls' default size).
+const SESSIONS_PER_SHARD: usize = 256;
+
 /// A TLS connection over a shard's [`Stream`].
 pub struct TlsStream {
     stream: Stream,

@@ -241,7 +241,7 @@ impl Shard {
         let mut tracker = self.tracker.borrow_mut();
         tracker.reload_hooks(fresh);
         tracker.reload_settings(settings(&live.tracker, &self.common.config));
-        *self.http.tls.borrow_mut() = live.tls.clone();
+        *self.http.tls.borrow_mut() = live.tls.as_ref().map(crate::net::tls::per_shard);
         tracing::info!(shard = self.id, "configuration reloaded");
     }
 
@@ -341,7 +341,12 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
             poller,
             listeners,
             tls_listeners,
-            common.live.latest().tls.clone(),
+            common
+                .live
+                .latest()
+                .tls
+                .as_ref()
+                .map(crate::net::tls::per_shard),
         ),
         mesh: Mesh::new(links.forward_to, links.reply_to),
         coarse_clock: Cell::new(Clock::read(common.start)),
