@@ -410,3 +410,38 @@ fn bad_tls_files_refuse_the_start_naming_the_key() {
         assert!(err.contains(names), "{c:?} {k:?}: {err}");
     }
 }
+
+/// A large answer over TLS: a full scrape of 3,000 torrents (about
+/// 270 KB in many TLS records), then the connection serves on.
+#[test]
+fn a_full_scrape_streams_over_tls() {
+    let ca = Ca::new();
+    let (dir, _) = with_leaf("full", &ca, 1);
+    let token = "full-scrape-token-over-tls";
+    let (t, https) = start(
+        &dir,
+        &shipped_config(),
+        &[
+            "http.full_scrape.enabled=true",
+            &format!("http.full_scrape.token={token}"),
+        ],
+    );
+    let udp = Client::connected(t.v4);
+    let hashes: Vec<[u8; 20]> = (0..3000).map(|_| random_hash()).collect();
+    for ih in &hashes {
+        udp.announce(&Announce::new(*ih, 9000));
+    }
+    let mut c = HttpClient::over(tls_connect(https, &ca));
+    let r = c.get(&format!("/scrape?token={token}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    let answer = common::bencode::Dict::parse(&r.body).expect("one dictionary");
+    let files = answer.dict("files");
+    assert_eq!(files.len(), hashes.len());
+    for ih in &hashes {
+        assert_eq!(files.dict(ih).int("incomplete"), 1);
+    }
+    let r = c.get(&announce_target(&hashes[0], &[5; 20], 7000, 0, ""));
+    assert_eq!(r.bencode().int("incomplete"), 1);
+    t.stop();
+}
