@@ -649,13 +649,19 @@ impl Config {
         }
         // SO_REUSEPORT would let both groups bind, and the kernel would
         // then hand plain and TLS clients to either.
+        let overlap = |a: &SocketAddr, b: &SocketAddr| {
+            a.port() != 0
+                && a.port() == b.port()
+                && a.is_ipv4() == b.is_ipv4()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
         if let Some(both) = tls
             .listen
             .iter()
-            .find(|a| a.port() != 0 && self.http.listen.contains(a))
+            .find(|a| self.http.listen.iter().any(|b| overlap(a, b)))
         {
             return Err(format!(
-                "http.tls.listen: {both} is in http.listen too; give HTTPS its own port"
+                "http.tls.listen: {both} overlaps http.listen; give HTTPS its own port"
             ));
         }
         if !tls.listen.is_empty() {
@@ -994,10 +1000,54 @@ mod tests {
     }
 
     #[test]
+    fn https_listeners_need_files_and_a_port_of_their_own() {
+        let tls = |listen: &str| {
+            vec![
+                "http.listen=[\"0.0.0.0:6969\", \"[::1]:6969\"]".to_string(),
+                format!("http.tls.listen={listen}"),
+                "http.tls.cert=cert.pem".into(),
+                "http.tls.key=key.pem".into(),
+            ]
+        };
+        for (listen, ok) in [
+            ("[\"0.0.0.0:6970\"]", true),
+            ("[\"127.0.0.1:6970\", \"[::]:6970\"]", true),
+            // IPv4 and IPv6 sockets of one port do not meet (only_v6).
+            ("[\"[::1]:6970\", \"127.0.0.1:6970\"]", true),
+            ("[\"0.0.0.0:6969\"]", false),
+            ("[\"127.0.0.1:6969\"]", false),
+            ("[\"[::]:6969\"]", false),
+        ] {
+            let checked = from_yaml("", &tls(listen)).and_then(|c| c.validate().map(|_| ()));
+            assert_eq!(checked.is_ok(), ok, "{listen}: {checked:?}");
+            if let Err(e) = checked {
+                assert!(e.contains("http.tls.listen"), "{e}");
+            }
+        }
+        let e = error_of(
+            "",
+            &[
+                "http.tls.listen=[\"127.0.0.1:6970\"]",
+                "http.tls.cert=cert.pem",
+            ],
+        );
+        assert!(e.contains("http.tls.key"), "{e}");
+    }
+
+    #[test]
     fn masks_the_key() {
         let config = from_yaml("", &["udp.connection_id_key=0123456789abcdef0123".into()]).unwrap();
         let shown = config.to_masked_yaml();
         assert!(!shown.contains("0123456789abcdef"));
         assert!(shown.contains("********"));
+        let config = from_yaml(
+            "",
+            &[
+                "http.full_scrape.enabled=true".into(),
+                "http.full_scrape.token=indexer-secret-0123".into(),
+            ],
+        )
+        .unwrap();
+        assert!(!config.to_masked_json().contains("indexer-secret"));
     }
 }
