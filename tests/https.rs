@@ -157,7 +157,11 @@ fn metric(t: &Tracker, name: &str) -> f64 {
 fn announces_and_scrapes_over_tls_with_keep_alive_share_the_plain_swarms() {
     let ca = Ca::new();
     let (dir, _) = with_leaf("basic", &ca, 1);
-    let (t, https) = start(&dir, &shipped_config(), &[]);
+    let (t, https) = start(
+        &dir,
+        &shipped_config(),
+        &["http.announce_routes=[\"/announce\", \"/:passkey/announce\"]"],
+    );
 
     // 40 torrents over one TLS connection: both shards own some, so half
     // the announces are forwarded, as over plain HTTP.
@@ -196,6 +200,10 @@ fn announces_and_scrapes_over_tls_with_keep_alive_share_the_plain_swarms() {
     c.send_raw(format!("GET {a} HTTP/1.1\r\n\r\nGET {b} HTTP/1.1\r\n\r\n").as_bytes());
     assert_eq!(c.read_response().unwrap().bencode().int("complete"), 1);
     assert!(c.read_response().unwrap().bencode().get(b"files").is_some());
+    // A passkey route, as over plain HTTP.
+    let passkeyed = announce_target(&hashes[2], &[2; 20], 7002, 5, "");
+    let r = c.get(&format!("/0123abcd{passkeyed}"));
+    assert_eq!(r.bencode().int("incomplete"), 1);
     // Unknown paths and bad requests answer as over plain HTTP.
     assert_eq!(c.get("/nowhere").status, 404);
     let r = c.get("/announce?info_hash=short");

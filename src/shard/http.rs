@@ -151,7 +151,12 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize, secure: bo
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
         let tls = if secure {
-            http.tls.borrow().clone()
+            // Always there with TLS listeners (loaded before the start);
+            // never serve a TLS port in the clear.
+            let Some(config) = http.tls.borrow().clone() else {
+                continue;
+            };
+            Some(config)
         } else {
             None
         };
