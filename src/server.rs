@@ -46,6 +46,8 @@ pub struct Running {
     pub udp_addrs: Vec<SocketAddr>,
     /// The bound HTTP addresses, in `http.listen` order.
     pub http_addrs: Vec<SocketAddr>,
+    /// The bound HTTPS addresses, in `http.tls.listen` order.
+    pub https_addrs: Vec<SocketAddr>,
     /// The bound metrics addresses, in `metrics.listen` order.
     pub metrics_addrs: Vec<SocketAddr>,
 }
@@ -73,16 +75,23 @@ impl Server {
         self
     }
 
-    /// Checks the configuration and its hook chains, as `start` would.
+    /// Checks the configuration, its hook chains and its TLS files, as
+    /// `start` would.
     pub fn check(&self) -> Result<(Checked, ConfiguredHooks), String> {
+        let (checked, live) = self.check_live()?;
+        Ok((checked, live.hooks))
+    }
+
+    fn check_live(&self) -> Result<(Checked, shard::Live), String> {
         let checked = self.config.validate()?;
-        let hooks = self.registry.build(&self.config.hooks)?;
-        Ok((checked, hooks))
+        let serving_tls = !self.config.http.tls.listen.is_empty();
+        let live = live(&self.registry, &self.config, serving_tls)?;
+        Ok((checked, live))
     }
 
     pub fn start(self) -> io::Result<Running> {
-        let (checked, configured_hooks) = self
-            .check()
+        let (checked, live) = self
+            .check_live()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cpus = checked.cpus.clone();
         let shards = cpus.len();
@@ -124,6 +133,21 @@ impl Server {
             http_addrs.push(group[0].local_addr()?.as_socket().unwrap_or(*addr));
             for (shard, socket) in group.into_iter().enumerate() {
                 http_per_shard[shard].push(socket);
+            }
+        }
+        let mut tls_per_shard: Vec<Vec<socket2::Socket>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let mut https_addrs = Vec::new();
+        for addr in &self.config.http.tls.listen {
+            let group = crate::net::tcp::bind_group(*addr, shards).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("http.tls.listen: cannot bind {addr}: {e}"),
+                )
+            })?;
+            https_addrs.push(group[0].local_addr()?.as_socket().unwrap_or(*addr));
+            for (shard, socket) in group.into_iter().enumerate() {
+                tls_per_shard[shard].push(socket);
             }
         }
 
@@ -224,10 +248,7 @@ impl Server {
             owner,
             start: Instant::now(),
             shutdown: shutdown.clone(),
-            live: shard::Reloads::new(shard::Live {
-                hooks: configured_hooks,
-                tracker: self.config.tracker.clone(),
-            }),
+            live: shard::Reloads::new(live),
             linked_hooks: self.hooks,
             checked,
             failure: Default::default(),
@@ -237,15 +258,18 @@ impl Server {
         let rt = &common.config.runtime;
         let mut executors = Vec::with_capacity(shards);
         let links = mesh::full_mesh(shards, rt.channel_capacity);
-        let sockets = per_shard.into_iter().zip(http_per_shard);
+        let sockets = per_shard
+            .into_iter()
+            .zip(http_per_shard.into_iter().zip(tls_per_shard));
         let mut restored = restored.into_iter();
-        for ((id, (cpu, (udp_sockets, http_listeners))), links) in
+        for ((id, (cpu, (udp_sockets, (http_listeners, tls_listeners)))), links) in
             cpus.iter().zip(sockets).enumerate().zip(links)
         {
             let plan = Plan {
                 id,
                 udp_sockets,
                 http_listeners,
+                tls_listeners,
                 links,
                 restored: restored.next().unwrap_or_default(),
             };
@@ -274,7 +298,7 @@ impl Server {
                 return Err(e);
             }
         };
-        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, metrics = ?metrics_addrs, "Shoal is serving");
+        tracing::info!(shards, cpus = ?cpus, udp = ?udp_addrs, http = ?http_addrs, https = ?https_addrs, metrics = ?metrics_addrs, "Shoal is serving");
         Ok(Running {
             registry: self.registry,
             executors,
@@ -286,10 +310,32 @@ impl Server {
             common: common.clone(),
             udp_addrs,
             http_addrs,
+            https_addrs,
             metrics_addrs,
             metrics,
         })
     }
+}
+
+/// What a start or a reload hands the shards: the hook chains, the
+/// tracker settings and, when `serving_tls`, the certificate read now.
+fn live(
+    registry: &middleware::Registry,
+    config: &Config,
+    serving_tls: bool,
+) -> Result<shard::Live, String> {
+    let hooks = registry.build(&config.hooks)?;
+    let tls = &config.http.tls;
+    let tls = if serving_tls {
+        Some(crate::net::tls::load(&tls.cert, &tls.key)?)
+    } else {
+        None
+    };
+    Ok(shard::Live {
+        hooks,
+        tracker: config.tracker.clone(),
+        tls,
+    })
 }
 
 type Service<T> = Option<(Arc<T>, std::thread::JoinHandle<()>)>;
@@ -398,6 +444,7 @@ pub struct Reloader {
 pub const RELOADED: &[&str] = &[
     "hooks",
     "tracker (but max_torrents and max_peers_per_torrent)",
+    "http.tls.cert and http.tls.key (the files are read again)",
 ];
 
 impl Reloader {
@@ -415,11 +462,12 @@ impl Reloader {
 
     fn apply(&self, config: &Config) -> Result<Vec<&'static str>, String> {
         config.validate()?;
-        let hooks = self.registry.build(&config.hooks)?;
-        self.common.live.publish(shard::Live {
-            hooks,
-            tracker: config.tracker.clone(),
-        });
+        // Listeners are fixed for the life of the process: the files are
+        // read when the running process serves HTTPS.
+        let serving_tls = !self.common.config.http.tls.listen.is_empty();
+        self.common
+            .live
+            .publish(live(&self.registry, config, serving_tls)?);
         Ok(restart_needed(&self.common.config, config))
     }
 }
@@ -430,7 +478,7 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         ("runtime", running.runtime != new.runtime),
         ("log", running.log != new.log),
         ("udp", running.udp != new.udp),
-        ("http", running.http != new.http),
+        ("http", !same_http(running, new)),
         (
             "tracker.max_torrents",
             running.tracker.max_torrents != new.tracker.max_torrents,
@@ -446,6 +494,15 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()
+}
+
+/// The HTTP sections differ in more than the TLS files (which a reload
+/// applies).
+fn same_http(running: &Config, new: &Config) -> bool {
+    let mut new = new.http.clone();
+    new.tls.cert.clone_from(&running.http.tls.cert);
+    new.tls.key.clone_from(&running.http.tls.key);
+    new == running.http
 }
 
 impl Running {

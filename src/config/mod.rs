@@ -257,6 +257,33 @@ pub struct HttpConfig {
     pub read_timeout: Duration,
     #[serde(with = "duration")]
     pub write_timeout: Duration,
+    /// HTTPS on the same shards (rustls).
+    pub tls: TlsConfig,
+    /// Who may ask `/scrape` without an infohash for every torrent.
+    pub full_scrape: FullScrapeConfig,
+}
+
+/// `http.tls`: addresses served over TLS, and the PEM files (re-read on
+/// SIGHUP).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain, leaf first.
+    pub cert: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// `http.full_scrape`: off unless enabled; then allowed to a request that
+/// carries `token` (as `token=` in the query) or comes from one of the
+/// `trusted` CIDRs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FullScrapeConfig {
+    pub enabled: bool,
+    pub token: String,
+    pub trusted: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -277,6 +304,8 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
+            full_scrape: FullScrapeConfig::default(),
         }
     }
 }
@@ -370,6 +399,8 @@ pub struct Checked {
     pub cpus: Vec<usize>,
     pub routes: Routes,
     pub trusted_proxies: Vec<Cidr>,
+    /// `http.full_scrape.trusted` parsed.
+    pub full_scrape_trusted: Vec<Cidr>,
 }
 
 /// Reads `path`, applies `--set key.path=VALUE` overrides, parses and
@@ -535,6 +566,7 @@ impl Config {
         }
         let (routes, trusted_proxies) = self.validate_http()?;
         self.private.validate()?;
+        let full_scrape_trusted = self.validate_tls_and_full_scrape()?;
         self.validate_metrics()?;
         let t = &self.tracker;
         if t.announce_interval.is_zero() || t.announce_interval.as_secs() > i32::MAX as u64 {
@@ -609,7 +641,65 @@ impl Config {
             cpus: self.shard_cpus(),
             routes,
             trusted_proxies,
+            full_scrape_trusted,
         })
+    }
+
+    /// `http.tls` (the files themselves are read by `net::tls` at start
+    /// and on reload) and `http.full_scrape`; returns the trusted CIDRs.
+    fn validate_tls_and_full_scrape(&self) -> Result<Vec<Cidr>, String> {
+        let tls = &self.http.tls;
+        if let Some(dup) = first_duplicate(&tls.listen) {
+            return Err(format!("http.tls.listen: {dup} is listed twice"));
+        }
+        // SO_REUSEPORT would let both groups bind, and the kernel would
+        // then hand plain and TLS clients to either.
+        let overlap = |a: &SocketAddr, b: &SocketAddr| {
+            a.port() != 0
+                && a.port() == b.port()
+                && a.is_ipv4() == b.is_ipv4()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        if let Some(both) = tls
+            .listen
+            .iter()
+            .find(|a| self.http.listen.iter().any(|b| overlap(a, b)))
+        {
+            return Err(format!(
+                "http.tls.listen: {both} overlaps http.listen; give HTTPS its own port"
+            ));
+        }
+        if !tls.listen.is_empty() {
+            for (key, path) in [("http.tls.cert", &tls.cert), ("http.tls.key", &tls.key)] {
+                if path.is_empty() {
+                    return Err(format!("{key}: a PEM file is needed for http.tls.listen"));
+                }
+            }
+        }
+        let full = &self.http.full_scrape;
+        let trusted = full
+            .trusted
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|e| format!("http.full_scrape.trusted: `{text}`: {e}"))
+            })
+            .collect::<Result<Vec<Cidr>, String>>()?;
+        if full.enabled {
+            if full.token.is_empty() && trusted.is_empty() {
+                return Err("http.full_scrape: enabled without a token or trusted CIDRs; set one (trusted: [\"0.0.0.0/0\", \"::/0\"] opens it to all)".into());
+            }
+            if !full.token.is_empty()
+                && (full.token.len() < 16
+                    || !full
+                        .token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)))
+            {
+                return Err("http.full_scrape.token: use at least 16 characters of A-Z, a-z, 0-9, - _ . ~ (sent in a URL)".into());
+            }
+        }
+        Ok(trusted)
     }
 
     fn validate_redis(&self) -> Result<(), String> {
@@ -768,6 +858,9 @@ impl Config {
             shown.udp.connection_id_key = "********".into();
         }
         shown.private = self.private.masked();
+        if !shown.http.full_scrape.token.is_empty() {
+            shown.http.full_scrape.token = "********".into();
+        }
         shown
     }
 
@@ -932,10 +1025,54 @@ mod tests {
     }
 
     #[test]
+    fn https_listeners_need_files_and_a_port_of_their_own() {
+        let tls = |listen: &str| {
+            vec![
+                "http.listen=[\"0.0.0.0:6969\", \"[::1]:6969\"]".to_string(),
+                format!("http.tls.listen={listen}"),
+                "http.tls.cert=cert.pem".into(),
+                "http.tls.key=key.pem".into(),
+            ]
+        };
+        for (listen, ok) in [
+            ("[\"0.0.0.0:6970\"]", true),
+            ("[\"127.0.0.1:6970\", \"[::]:6970\"]", true),
+            // IPv4 and IPv6 sockets of one port do not meet (only_v6).
+            ("[\"[::1]:6970\", \"127.0.0.1:6970\"]", true),
+            ("[\"0.0.0.0:6969\"]", false),
+            ("[\"127.0.0.1:6969\"]", false),
+            ("[\"[::]:6969\"]", false),
+        ] {
+            let checked = from_yaml("", &tls(listen)).and_then(|c| c.validate().map(|_| ()));
+            assert_eq!(checked.is_ok(), ok, "{listen}: {checked:?}");
+            if let Err(e) = checked {
+                assert!(e.contains("http.tls.listen"), "{e}");
+            }
+        }
+        let e = error_of(
+            "",
+            &[
+                "http.tls.listen=[\"127.0.0.1:6970\"]",
+                "http.tls.cert=cert.pem",
+            ],
+        );
+        assert!(e.contains("http.tls.key"), "{e}");
+    }
+
+    #[test]
     fn masks_the_key() {
         let config = from_yaml("", &["udp.connection_id_key=0123456789abcdef0123".into()]).unwrap();
         let shown = config.to_masked_yaml();
         assert!(!shown.contains("0123456789abcdef"));
         assert!(shown.contains("********"));
+        let config = from_yaml(
+            "",
+            &[
+                "http.full_scrape.enabled=true".into(),
+                "http.full_scrape.token=indexer-secret-0123".into(),
+            ],
+        )
+        .unwrap();
+        assert!(!config.to_masked_json().contains("indexer-secret"));
     }
 }

@@ -189,6 +189,13 @@ pub fn render(g: &Gathered, process: &Process) -> String {
     );
     e.per_shard(
         g,
+        "shoal_tls_handshake_failures_total",
+        "counter",
+        "HTTPS connections dropped because their TLS handshake failed or timed out.",
+        |f, out| out(&[], f.counters.tls_handshake_failures),
+    );
+    e.per_shard(
+        g,
         "shoal_torrents",
         "gauge",
         "Torrents with at least one peer.",

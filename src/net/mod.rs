@@ -1,5 +1,5 @@
 //! Sockets: creating the SO_REUSEPORT groups, batched datagram I/O, and
-//! TCP connections driven by an epoll set; telling systemd how we are
+//! TCP connections driven by an epoll set, TLS over them (tls.rs); telling systemd how we are
 //! (notify.rs).
 
 pub mod mmsg;
@@ -7,4 +7,5 @@ pub mod notify;
 pub mod poller;
 pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod udp;

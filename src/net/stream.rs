@@ -99,35 +99,95 @@ impl Stream {
     pub async fn read(&self, buf: &mut [u8], deadline: Deadline) -> io::Result<usize> {
         let mut until = None;
         loop {
-            if self.registration.is_readable() {
-                // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-                let n = unsafe {
-                    libc::recv(
-                        self.socket.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n >= 0 {
-                    // A short read drained the socket: the next read waits
-                    // for an edge instead of asking the kernel in vain.
-                    if (n as usize) < buf.len() {
-                        self.registration.clear_readable();
-                    }
-                    return Ok(n as usize);
-                }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => self.registration.clear_readable(),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
-                }
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
             }
             let until = *until.get_or_insert_with(|| self.resolve(deadline));
-            if self.registration.readable(Some(until)).await == Wait::TimedOut {
-                return Err(io::ErrorKind::TimedOut.into());
+            self.wait_readable(until).await?;
+        }
+    }
+
+    /// One read without waiting: `WouldBlock` when nothing is there (and
+    /// then the next [`Stream::wait_readable`] waits for an edge).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.registration.is_readable() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                // A short read drained the socket: the next read waits
+                // for an edge instead of asking the kernel in vain.
+                if (n as usize) < buf.len() {
+                    self.registration.clear_readable();
+                }
+                return Ok(n as usize);
             }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.registration.clear_readable();
+                    return Err(e);
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// One write without waiting: how much the kernel took, or
+    /// `WouldBlock` when its buffer is full.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        if !self.registration.is_writable() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            // SAFETY: send reads at most `bytes.len()` bytes of `bytes`.
+            let n = unsafe {
+                libc::send(
+                    self.socket.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.registration.clear_writable();
+                    return Err(e);
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for data (or the end of file) until `until`, else `TimedOut`.
+    pub async fn wait_readable(&self, until: Instant) -> io::Result<()> {
+        match self.registration.readable(Some(until)).await {
+            Wait::Ready => Ok(()),
+            Wait::TimedOut => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Waits for room to write until `until`, else `TimedOut`.
+    pub async fn wait_writable(&self, until: Instant) -> io::Result<()> {
+        match self.registration.writable(Some(until)).await {
+            Wait::Ready => Ok(()),
+            Wait::TimedOut => Err(io::ErrorKind::TimedOut.into()),
         }
     }
 
@@ -137,37 +197,22 @@ impl Stream {
     pub async fn write_all(&self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
         let mut until = None;
         while !bytes.is_empty() {
-            if self.registration.is_writable() {
-                // SAFETY: send reads at most `bytes.len()` bytes of `bytes`.
-                let n = unsafe {
-                    libc::send(
-                        self.socket.as_raw_fd(),
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n >= 0 {
-                    bytes = &bytes[n as usize..];
+            match self.try_write(bytes) {
+                Ok(n) => {
+                    bytes = &bytes[n..];
                     continue;
                 }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => self.registration.clear_writable(),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
             }
             let until = *until.get_or_insert_with(|| self.resolve(Deadline::After(timeout)));
-            if self.registration.writable(Some(until)).await == Wait::TimedOut {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
+            self.wait_writable(until).await?;
         }
         Ok(())
     }
 
     /// When a wait that starts now gives up.
-    fn resolve(&self, deadline: Deadline) -> Instant {
+    pub fn resolve(&self, deadline: Deadline) -> Instant {
         match deadline {
             Deadline::After(d) => self.registration.coarse_now() + d,
             Deadline::At(t) => t,
@@ -177,6 +222,35 @@ impl Stream {
     /// No more writes: the peer reads end-of-file after what was sent.
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.socket.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// A connection the HTTP code reads requests from and writes answers to:
+/// a plain [`Stream`], or TLS over one (`net::tls::TlsStream`). Generic,
+/// not `dyn`: the plain path stays as it was.
+// A shard's tasks never move between threads, so no `Send` bound is
+// wanted on these futures.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// As [`Stream::read`]: what is there, 0 at the end, `TimedOut`.
+    async fn read(&self, buf: &mut [u8], deadline: Deadline) -> io::Result<usize>;
+    /// As [`Stream::write_all`].
+    async fn write_all(&self, bytes: &[u8], timeout: Duration) -> io::Result<()>;
+    /// No more writes (TLS says so first, within `timeout`).
+    async fn shutdown_write(&self, timeout: Duration) -> io::Result<()>;
+}
+
+impl Transport for Stream {
+    async fn read(&self, buf: &mut [u8], deadline: Deadline) -> io::Result<usize> {
+        Stream::read(self, buf, deadline).await
+    }
+
+    async fn write_all(&self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        Stream::write_all(self, bytes, timeout).await
+    }
+
+    async fn shutdown_write(&self, _timeout: Duration) -> io::Result<()> {
+        Stream::shutdown_write(self)
     }
 }
 

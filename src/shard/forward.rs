@@ -103,6 +103,11 @@ impl Shard {
                     self.mesh
                         .reply(origin as usize, Reply::ScrapeCounts { id, counts });
                 }
+                Forward::FullScrapeSlice { origin, id, cursor } => {
+                    let slice = self.scrape_slice(cursor);
+                    self.mesh
+                        .reply(origin as usize, Reply::FullScrapeSlice { id, slice });
+                }
             }
         }
         self.flush_udp_all(&mut outgoing);
@@ -114,6 +119,9 @@ impl Shard {
             match reply {
                 Reply::HttpBody { id, body } => {
                     self.mesh.http_waiters.complete(id, HttpReply::Body(body))
+                }
+                Reply::FullScrapeSlice { id, slice } => {
+                    self.mesh.http_waiters.complete(id, HttpReply::Slice(slice))
                 }
                 Reply::ScrapeCounts { id, counts } => {
                     let Some(done) = self.mesh.scrapes.borrow_mut().fill(id, &counts) else {

@@ -4,6 +4,7 @@
 //! owner when needed; the owner answers with the encoded body.
 
 use super::answer::{http_scrape_body, write_refusal, HttpPeers};
+use super::full_scrape::{self, Gate};
 use super::mesh::{Forward, HttpAnnounceJob, HttpReply, ScrapeReplyTo};
 use super::Shard;
 use crate::bittorrent::{Client, Counts, InfoHash, Protocol};
@@ -11,7 +12,8 @@ use crate::config::{Checked, HttpConfig};
 use crate::metrics::counters::{Action, Family, Outcome};
 use crate::middleware::{Refusal, RefusalKind, RequestContext, RequestKind};
 use crate::net::poller::Poller;
-use crate::net::stream::{Deadline, Listener, Stream};
+use crate::net::stream::{Deadline, Listener, Stream, Transport};
+use crate::net::tls::TlsStream;
 use crate::protocol::http::bencode;
 use crate::protocol::http::client_ip::{client_ip, normalize, Cidr};
 use crate::protocol::http::head::{head_end, parse_head, HeadError};
@@ -22,6 +24,7 @@ use socket2::Socket;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A shard's HTTP state.
@@ -29,6 +32,11 @@ pub(crate) struct HttpSide {
     /// Readiness of the listeners and connections (see `net::poller`).
     pub poller: Rc<Poller>,
     pub listeners: Vec<Listener>,
+    /// `http.tls.listen`'s listeners: the same requests, over TLS.
+    pub tls_listeners: Vec<Listener>,
+    /// The certificate new TLS connections get; replaced on a reload
+    /// (connections keep the one they started with).
+    pub(super) tls: RefCell<Option<Arc<rustls::ServerConfig>>>,
     routes: Routes,
     trusted: Vec<Cidr>,
     real_ip_header: Option<String>,
@@ -40,6 +48,8 @@ pub(crate) struct HttpSide {
     connections: Cell<usize>,
     /// Sampled peers of the announce being answered, reused.
     pub(super) scratch: RefCell<HttpPeers>,
+    /// Who may scrape everything (`None`: nobody).
+    full_scrape: Option<Gate>,
 }
 
 impl HttpSide {
@@ -48,10 +58,14 @@ impl HttpSide {
         checked: &Checked,
         poller: Rc<Poller>,
         listeners: Vec<Listener>,
+        tls_listeners: Vec<Listener>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
         Self {
             poller,
             listeners,
+            tls_listeners,
+            tls: RefCell::new(tls),
             routes: checked.routes.clone(),
             trusted: checked.trusted_proxies.clone(),
             real_ip_header: (!config.real_ip_header.is_empty())
@@ -63,6 +77,7 @@ impl HttpSide {
             write_timeout: config.write_timeout,
             connections: Cell::new(0),
             scratch: RefCell::default(),
+            full_scrape: Gate::new(&config.full_scrape, &checked.full_scrape_trusted),
         }
     }
 }
@@ -95,13 +110,19 @@ impl Status {
 const SMALL_BUFFER: usize = 512;
 const BIG_BUFFER: usize = 4096;
 
-/// Accepts connections on one listener until the shard stops.
-pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
+/// Accepts connections on one listener (of `http.tls.listen` when
+/// `secure`) until the shard stops.
+pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize, secure: bool) {
+    let listeners = if secure {
+        &shard.http.tls_listeners
+    } else {
+        &shard.http.listeners
+    };
     loop {
         // Accepting never waits while connections are queued (nor while an
         // error repeats): let the shard's other work in when it is due.
         glommio::yield_if_needed().await;
-        let (socket, peer) = match shard.http.listeners[listener].accept().await {
+        let (socket, peer) = match listeners[listener].accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of
@@ -129,7 +150,17 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         }
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
-        glommio::spawn_local(serve_connection(shard.clone(), socket, peer)).detach();
+        let tls = if secure {
+            // Always there with TLS listeners (loaded before the start);
+            // never serve a TLS port in the clear.
+            let Some(config) = http.tls.borrow().clone() else {
+                continue;
+            };
+            Some(config)
+        } else {
+            None
+        };
+        glommio::spawn_local(serve_connection(shard.clone(), socket, peer, tls)).detach();
     }
 }
 
@@ -143,7 +174,15 @@ impl Drop for ConnectionSlot {
     }
 }
 
-async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
+/// Serves one connection, over TLS when `tls` is given: the handshake
+/// must finish within `http.read_timeout`, else the connection is dropped
+/// and counted.
+async fn serve_connection(
+    shard: Rc<Shard>,
+    socket: Socket,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let _slot = ConnectionSlot(shard.clone());
     let http = &shard.http;
     let peer = normalize(peer.ip());
@@ -151,6 +190,24 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
     let Ok(stream) = Stream::new(socket, &http.poller) else {
         return;
     };
+    match tls {
+        None => serve_requests(&shard, &stream, peer).await,
+        Some(config) => {
+            let until = Instant::now() + http.read_timeout;
+            match TlsStream::accept(stream, config, until).await {
+                Ok(tls) => serve_requests(&shard, &tls, peer).await,
+                Err(e) => {
+                    shard.counters.tls_handshake_failed();
+                    tracing::debug!(shard = shard.id, %peer, error = %e, "TLS handshake failed");
+                }
+            }
+        }
+    }
+}
+
+/// The requests of one keep-alive connection, whatever carries them.
+async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAddr) {
+    let http = &shard.http;
     let mut buf = vec![0u8; http.max_request_size];
     let mut filled = 0;
     let mut out: Vec<u8> = Vec::with_capacity(SMALL_BUFFER);
@@ -170,7 +227,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
             if filled == buf.len() {
                 shard.http_refused(peer);
                 refuse(
-                    &stream,
+                    stream,
                     &mut out,
                     Status::TooLarge,
                     b"d14:failure reason17:request too largee",
@@ -194,7 +251,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
                 shard.http_refused(peer);
                 refuse(
-                    &stream,
+                    stream,
                     &mut out,
                     Status::BadRequest,
                     b"d14:failure reason15:malformed HTTPe",
@@ -207,7 +264,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         if head.method != "GET" {
             shard.http_refused(peer);
             refuse(
-                &stream,
+                stream,
                 &mut out,
                 Status::MethodNotAllowed,
                 b"d14:failure reason18:only GET is servede",
@@ -225,6 +282,8 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         };
         body.clear();
         let started = shard.latency.as_ref().map(|_| Instant::now());
+        // Set (to whether JSON was asked) when the answer is a full scrape.
+        let mut full_scrape = None;
         let (action, status) = match http.routes.match_path(head.path) {
             Route::Announce { passkey } => {
                 let status = shard
@@ -232,12 +291,21 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                     .await;
                 (Action::Announce, status)
             }
-            Route::Scrape { passkey } => {
-                let status = shard
-                    .http_scrape(head.query, passkey, client, &mut body)
-                    .await;
-                (Action::Scrape, status)
-            }
+            Route::Scrape { passkey } => match query::parse_full_scrape(head.query) {
+                Some(full) if http.full_scrape.is_some() => {
+                    let status = shard.check_full_scrape(&full, client, &mut body);
+                    if status == Status::Ok {
+                        full_scrape = Some(full.json);
+                    }
+                    (Action::Scrape, status)
+                }
+                _ => {
+                    let status = shard
+                        .http_scrape(head.query, passkey, client, &mut body)
+                        .await;
+                    (Action::Scrape, status)
+                }
+            },
             Route::NotFound => match shard.control(head.path, head.query) {
                 Some(answer) => {
                     body.extend_from_slice(answer.as_bytes());
@@ -257,17 +325,32 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         shard
             .counters
             .served(Protocol::Http, action, Family::of(client), outcome);
-        if respond(
-            &stream,
-            &mut out,
-            status,
-            &body,
-            keep_alive,
-            http.write_timeout,
-        )
-        .await
-        .is_err()
-        {
+        let sent = match full_scrape {
+            Some(json) => {
+                full_scrape::stream(
+                    shard,
+                    stream,
+                    json,
+                    keep_alive,
+                    http.write_timeout,
+                    &mut out,
+                    &mut body,
+                )
+                .await
+            }
+            None => {
+                respond(
+                    stream,
+                    &mut out,
+                    status,
+                    &body,
+                    keep_alive,
+                    http.write_timeout,
+                )
+                .await
+            }
+        };
+        if sent.is_err() {
             return;
         }
         if let (Some(latency), Some(started)) = (&shard.latency, started) {
@@ -337,8 +420,8 @@ impl Shard {
 /// what the client still sends is read (briefly, boundedly) before the
 /// close, so the kernel does not reset the connection over unread bytes
 /// and throw the answer away.
-async fn refuse(
-    stream: &Stream,
+async fn refuse<T: Transport>(
+    stream: &T,
     out: &mut Vec<u8>,
     status: Status,
     body: &[u8],
@@ -350,7 +433,7 @@ async fn refuse(
     {
         return;
     }
-    let _ = stream.shutdown_write();
+    let _ = stream.shutdown_write(write_timeout).await;
     let until = Deadline::At(Instant::now() + LINGER);
     let mut sink = [0u8; 1024];
     for _ in 0..LINGER_READS {
@@ -366,8 +449,8 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_READS: usize = 64;
 
 /// One write per response: head and body together.
-async fn respond(
-    stream: &Stream,
+async fn respond<T: Transport>(
+    stream: &T,
     out: &mut Vec<u8>,
     status: Status,
     body: &[u8],
@@ -479,9 +562,34 @@ impl Shard {
         self.mesh.flush_notify.notify();
         match self.mesh.http_waiters.wait(id).await {
             HttpReply::Body(b) => body.extend_from_slice(&b),
-            HttpReply::Scrape(_) => bencode::failure(body, "internal error"),
+            HttpReply::Scrape(_) | HttpReply::Slice(_) => bencode::failure(body, "internal error"),
         }
         Status::Ok
+    }
+
+    /// Whether a full scrape may go ahead (`Status::Ok`), else the refusal
+    /// written to `body`: a request hook's, or 403 for a client without
+    /// the token or a trusted address.
+    fn check_full_scrape(
+        &self,
+        full: &query::FullScrapeQuery,
+        client: IpAddr,
+        body: &mut Vec<u8>,
+    ) -> Status {
+        if let Some(status) = self.check_http_request(client, RequestKind::Scrape, body) {
+            return status;
+        }
+        let allowed = self
+            .http
+            .full_scrape
+            .as_ref()
+            .is_some_and(|gate| gate.allows(client, full.token.as_deref()));
+        if allowed {
+            Status::Ok
+        } else {
+            bencode::failure(body, "full scrape not allowed");
+            Status::Forbidden
+        }
     }
 
     async fn http_scrape(
@@ -533,7 +641,7 @@ impl Shard {
                 let id = waiter.get().expect("a gather registers its waiter");
                 match self.mesh.http_waiters.wait(id).await {
                     HttpReply::Scrape(counts) => counts,
-                    HttpReply::Body(_) => vec![Counts::default(); hashes.len()],
+                    _ => vec![Counts::default(); hashes.len()],
                 }
             }
         };

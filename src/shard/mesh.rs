@@ -40,11 +40,22 @@ pub enum Forward {
         id: u32,
         hashes: Vec<(u16, InfoHash)>,
     },
+    /// A slice of a full scrape: the counts of the owner's torrents from
+    /// `cursor` on (see `shard::full_scrape`).
+    FullScrapeSlice { origin: u16, id: u32, cursor: usize },
 }
 
 pub enum Reply {
     ScrapeCounts { id: u32, counts: Vec<(u16, Counts)> },
     HttpBody { id: u32, body: Vec<u8> },
+    FullScrapeSlice { id: u32, slice: ScrapeSlice },
+}
+
+/// One slice of a shard's torrents for a full scrape, and where the next
+/// one starts (`None`: that was the last).
+pub struct ScrapeSlice {
+    pub files: Vec<(InfoHash, Counts)>,
+    pub next: Option<usize>,
 }
 
 /// What the owner needs to answer an HTTP announce.
@@ -59,6 +70,7 @@ pub struct HttpAnnounceJob {
 pub(crate) enum HttpReply {
     Body(Vec<u8>),
     Scrape(Vec<Counts>),
+    Slice(ScrapeSlice),
 }
 
 /// Where a gathered scrape's answer goes.

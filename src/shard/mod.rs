@@ -4,6 +4,7 @@
 
 mod answer;
 mod forward;
+mod full_scrape;
 mod gather;
 pub mod heartbeat;
 mod http;
@@ -69,6 +70,8 @@ pub struct Common {
 pub struct Live {
     pub hooks: ConfiguredHooks,
     pub tracker: TrackerConfig,
+    /// The certificate for new HTTPS connections (with `http.tls.listen`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The latest checked live configuration, for the shards to take on their
@@ -123,6 +126,7 @@ pub struct Plan {
     pub id: usize,
     pub udp_sockets: Vec<socket2::Socket>,
     pub http_listeners: Vec<socket2::Socket>,
+    pub tls_listeners: Vec<socket2::Socket>,
     pub links: mesh::Links,
     /// This shard's torrents from the snapshot read at start.
     pub restored: Restored,
@@ -192,7 +196,7 @@ impl Shard {
         let kind = match &message {
             Forward::UdpAnnounce { .. } => Forwarded::UdpAnnounce,
             Forward::HttpAnnounce { .. } => Forwarded::HttpAnnounce,
-            Forward::ScrapeQuery { .. } => Forwarded::ScrapePart,
+            Forward::ScrapeQuery { .. } | Forward::FullScrapeSlice { .. } => Forwarded::ScrapePart,
         };
         self.counters.forwarded(kind, 1);
         self.mesh.forward(owner, message);
@@ -242,6 +246,7 @@ impl Shard {
         let mut tracker = self.tracker.borrow_mut();
         tracker.reload_hooks(fresh);
         tracker.reload_settings(settings(&live.tracker, &self.common.config));
+        *self.http.tls.borrow_mut() = live.tls.as_ref().map(crate::net::tls::per_shard);
         tracing::info!(shard = self.id, "configuration reloaded");
     }
 
@@ -287,14 +292,16 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
     // Out of descriptors or memory here stops the server with the reason,
     // like a failed socket.
     let http = Poller::new().and_then(|poller| {
-        let listeners = plan
-            .http_listeners
-            .into_iter()
-            .map(|socket| Listener::new(socket, &poller))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok((poller, listeners))
+        let listen = |sockets: Vec<socket2::Socket>| {
+            sockets
+                .into_iter()
+                .map(|socket| Listener::new(socket, &poller))
+                .collect::<std::io::Result<Vec<_>>>()
+        };
+        let listeners = (listen(plan.http_listeners)?, listen(plan.tls_listeners)?);
+        Ok((poller.clone(), listeners))
     });
-    let (poller, listeners) = match http {
+    let (poller, (listeners, tls_listeners)) = match http {
         Ok(http) => http,
         Err(e) => {
             common.fail(format!("shard {}: setting up HTTP failed: {e}", plan.id));
@@ -344,7 +351,19 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
         counters: Counters::default(),
         latency: common.metrics.latency_histograms.then(Latency::default),
         udp,
-        http: http::HttpSide::new(&config.http, &common.checked, poller, listeners),
+        http: http::HttpSide::new(
+            &config.http,
+            &common.checked,
+            poller,
+            listeners,
+            tls_listeners,
+            common
+                .live
+                .latest()
+                .tls
+                .as_ref()
+                .map(crate::net::tls::per_shard),
+        ),
         mesh: Mesh::new(links.forward_to, links.reply_to),
         coarse_clock: Cell::new(Clock::read(common.start)),
         common: common.clone(),
@@ -357,14 +376,20 @@ pub async fn run(plan: Plan, common: Arc<Common>) -> ShardFigures {
             endpoint,
         )));
     }
-    for listener in 0..shard.http.listeners.len() {
-        tasks.push(glommio::spawn_local(http::serve_listener(
-            shard.clone(),
-            listener,
-        )));
+    for (secure, count) in [
+        (false, shard.http.listeners.len()),
+        (true, shard.http.tls_listeners.len()),
+    ] {
+        for listener in 0..count {
+            tasks.push(glommio::spawn_local(http::serve_listener(
+                shard.clone(),
+                listener,
+                secure,
+            )));
+        }
     }
     tasks.push(glommio::spawn_local(forward::flusher(shard.clone())));
-    if !shard.http.listeners.is_empty() {
+    if !shard.http.listeners.is_empty() || !shard.http.tls_listeners.is_empty() {
         tasks.push(glommio::spawn_local(crate::net::poller::drive(
             shard.http.poller.clone(),
         )));

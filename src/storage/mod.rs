@@ -144,6 +144,20 @@ pub trait PeerStore {
     /// What the store holds, for the gauges (kept current, not counted).
     fn totals(&self) -> SwarmTotals;
 
+    /// The scrape counts of up to `budget` torrents from `cursor` on
+    /// (start at 0), as `export` walks them (the same cursor and caveats):
+    /// a full scrape's slice. Returns where to go on, or `None`.
+    fn scrape_slice(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, Counts),
+    ) -> Option<usize> {
+        self.export(cursor, budget, &mut |info_hash, _, _| {
+            visit(info_hash, self.scrape(info_hash))
+        })
+    }
+
     /// Hands out up to `budget` torrents from `cursor` on (start at 0): each
     /// one's infohash, completion count and peers, for snapshots. Returns
     /// where to go on, or `None` after the last. Between calls the store may

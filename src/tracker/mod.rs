@@ -502,6 +502,16 @@ impl<S: PeerStore> Tracker<S> {
         self.store.export(cursor, budget, visit)
     }
 
+    /// A full scrape's slice of this shard's torrents (`PeerStore::scrape_slice`).
+    pub fn scrape_slice(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, Counts),
+    ) -> Option<usize> {
+        self.store.scrape_slice(cursor, budget, visit)
+    }
+
     /// Takes a torrent back from a snapshot, its peers' expiry already on
     /// this store's clock.
     pub fn import(&mut self, info_hash: &InfoHash, downloaded: u32, peers: &[StoredPeer]) {

@@ -32,8 +32,9 @@ impl Response {
     }
 }
 
-pub struct HttpClient {
-    pub stream: TcpStream,
+/// A keep-alive HTTP/1.1 client over `S`: TCP, or TLS over TCP.
+pub struct HttpClient<S: Read + Write = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -59,6 +60,13 @@ impl HttpClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
+        HttpClient::over(stream)
+    }
+}
+
+impl<S: Read + Write> HttpClient<S> {
+    /// A client over a connected stream (its timeouts set by the caller).
+    pub fn over(stream: S) -> HttpClient<S> {
         HttpClient {
             stream,
             buf: Vec::new(),
@@ -94,6 +102,18 @@ impl HttpClient {
                         (n.trim().to_string(), v.trim().to_string())
                     })
                     .collect();
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if chunked {
+                    self.buf.drain(..end + 4);
+                    let body = self.read_chunks()?;
+                    return Some(Response {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
                 let len: usize = headers
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
@@ -111,6 +131,31 @@ impl HttpClient {
                 });
             }
             self.fill()?;
+        }
+    }
+
+    /// A chunked body (RFC 9112 7.1), the last chunk and trailer read.
+    fn read_chunks(&mut self) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = loop {
+                if let Some(end) = find(&self.buf, b"\r\n") {
+                    break end;
+                }
+                self.fill()?;
+            };
+            let size_text = String::from_utf8(self.buf[..line].to_vec()).unwrap();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+            while self.buf.len() < line + 2 + size + 2 {
+                self.fill()?;
+            }
+            assert_eq!(&self.buf[line + 2 + size..line + 4 + size], b"\r\n");
+            body.extend_from_slice(&self.buf[line + 2..line + 2 + size]);
+            self.buf.drain(..line + 4 + size);
+            if size == 0 {
+                return Some(body);
+            }
         }
     }
 

@@ -130,15 +130,20 @@ pub fn scrape(out: &mut Vec<u8>, files: &[(InfoHash, ScrapeFile)]) {
             continue;
         }
         previous = Some(hash);
-        bytes(out, hash);
-        out.push(b'd');
-        int(out, b"complete", f.complete.into());
-        int(out, b"downloaded", f.downloaded.into());
-        int(out, b"downloaders", f.downloaders.into());
-        int(out, b"incomplete", f.incomplete.into());
-        out.push(b'e');
+        scrape_file(out, hash, f);
     }
     out.extend_from_slice(b"ee");
+}
+
+/// One entry of a scrape's `files` dictionary: the key and its counts.
+pub fn scrape_file(out: &mut Vec<u8>, hash: &InfoHash, f: &ScrapeFile) {
+    bytes(out, hash);
+    out.push(b'd');
+    int(out, b"complete", f.complete.into());
+    int(out, b"downloaded", f.downloaded.into());
+    int(out, b"downloaders", f.downloaders.into());
+    int(out, b"incomplete", f.incomplete.into());
+    out.push(b'e');
 }
 
 #[cfg(test)]

@@ -152,6 +152,30 @@ pub fn parse_scrape(query: &[u8], max: usize, out: &mut Vec<InfoHash>) -> Result
     result
 }
 
+/// A scrape without `info_hash`: a full scrape's parameters.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FullScrapeQuery {
+    /// `token=`, percent-decoded.
+    pub token: Option<Vec<u8>>,
+    /// `format=json`: JSON instead of bencode.
+    pub json: bool,
+}
+
+/// `Some` when `query` names no `info_hash` (a full scrape), with its
+/// `token` and `format`; `None` for an ordinary scrape.
+pub fn parse_full_scrape(query: &[u8]) -> Option<FullScrapeQuery> {
+    let mut full = FullScrapeQuery::default();
+    for (key, value) in pairs(query) {
+        match key {
+            b"info_hash" => return None,
+            b"token" => full.token = percent_decode(value),
+            b"format" => full.json = value == b"json",
+            _ => {}
+        }
+    }
+    Some(full)
+}
+
 fn append_info_hashes(query: &[u8], max: usize, out: &mut Vec<InfoHash>) -> Result<(), QueryError> {
     let mut count = 0usize;
     for (key, value) in pairs(query) {

@@ -541,6 +541,19 @@ impl PeerStore for MemoryStore {
         (end < self.torrents.len()).then_some(end)
     }
 
+    fn scrape_slice(
+        &self,
+        cursor: usize,
+        budget: usize,
+        visit: &mut dyn FnMut(&InfoHash, Counts),
+    ) -> Option<usize> {
+        let end = cursor.saturating_add(budget).min(self.torrents.len());
+        for position in cursor..end {
+            visit(&self.torrents[position].0, self.counts_at(position, true));
+        }
+        (end < self.torrents.len()).then_some(end)
+    }
+
     fn import(&mut self, info_hash: &InfoHash, downloaded: u32, peers: &[StoredPeer]) {
         // Deterministic: only an eviction at the cap draws from it.
         let mut rng = fastrand::Rng::with_seed(self.torrents.len() as u64);
