@@ -37,7 +37,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(head.head_len <= response.len());
         let body = &response[head.head_len..];
         if body.len() >= head.content_length {
-            let _ = check_response(kind, head.status, &body[..head.content_length], numwant, scrape_n);
+            let _ = check_response(
+                kind,
+                head.status,
+                &body[..head.content_length],
+                numwant,
+                scrape_n,
+            );
         }
     }
 });

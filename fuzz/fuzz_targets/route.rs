@@ -30,9 +30,19 @@ fuzz_target!(|data: &[u8]| {
         // The pattern's own text, its `:passkey` segment filled in.
         let made: Vec<&str> = first
             .split('/')
-            .map(|segment| if segment == ":passkey" { "k3y" } else { segment })
+            .map(|segment| {
+                if segment == ":passkey" {
+                    "k3y"
+                } else {
+                    segment
+                }
+            })
             .collect();
         let made = made.join("/");
-        assert_ne!(routes.match_path(made.as_bytes()), Route::NotFound, "{first:?}");
+        assert_ne!(
+            routes.match_path(made.as_bytes()),
+            Route::NotFound,
+            "{first:?}"
+        );
     }
 });
