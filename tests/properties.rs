@@ -269,7 +269,7 @@ proptest! {
         let mut sorted: Vec<(_, _)> = files.iter().map(|&(h, (complete, downloaded, downloaders, incomplete))| {
             (h, ScrapeFile { complete, downloaded, downloaders, incomplete })
         }).collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|a| a.0);
         body.clear();
         bencode::scrape(&mut body, &sorted);
         prop_assert!(common::bencode::parse(&body).is_ok());
