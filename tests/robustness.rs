@@ -48,7 +48,7 @@ fn udp_exchange(target: SocketAddr, packets: &[Vec<u8>]) -> (usize, usize) {
     let mut buf = [0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if seen_sentinel.is_some_and(|at: Instant| at.elapsed() > Duration::from_millis(300)) {
+        if seen_sentinel.is_some_and(|at: Instant| at.elapsed() > Duration::from_millis(200)) {
             break;
         }
         let Ok(n) = sock.recv(&mut buf) else { continue };
