@@ -404,7 +404,8 @@ fn passkey_routes_and_connection_cap() {
     drop(a);
     // Two shards, two connections each at most. The kernel spreads new
     // connections by hash, so which ones land where varies; what holds is
-    // that at most 4 are served at once and the rest are closed.
+    // that at most 4 are served at once and the rest are closed (each new
+    // one past the cap closes the oldest still waiting for a request).
     std::thread::sleep(Duration::from_millis(100));
     let mut open: Vec<HttpClient> = (0..10).map(|_| HttpClient::connect(t.v4)).collect();
     let mut served = 0;

@@ -378,6 +378,18 @@ fn a_pipelining_flood_is_answered_in_full_and_in_order() {
     assert_eq!(r.status, 200);
 }
 
+/// Closed by the server: end of stream or a reset. Open: the read times out.
+fn closed_by_server(mut s: &TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    match s.read(&mut [0u8; 64]) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 /// A fresh connection's announce: whether it was answered 200.
 fn fresh_announce(target: SocketAddr) -> bool {
     let Ok(stream) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
@@ -434,40 +446,38 @@ fn idle_and_slowloris_connections_do_not_starve_fresh_clients() {
         slow.len()
     );
     assert_eq!(fresh.0, fresh.1, "every fresh client answered");
-    // Closed by the server: end of stream or a reset. Open: the read
-    // times out.
-    let closed = |streams: &mut Vec<TcpStream>| {
-        streams
-            .iter_mut()
-            .filter(|s| {
-                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                match (&**s).read(&mut [0u8; 64]) {
-                    Ok(n) => n == 0,
-                    Err(e) => !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ),
-                }
-            })
-            .count()
-    };
-    let slow_closed = closed(&mut slow);
+    let slow_closed = slow.iter().filter(|s| closed_by_server(s)).count();
     assert_eq!(
         slow_closed,
         slow.len(),
         "slow heads cut at the read timeout"
     );
-    let mut idle = idle;
     std::thread::sleep(
         Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(1500),
     );
-    let idle_closed = closed(&mut idle);
+    let idle_closed = idle.iter().filter(|s| closed_by_server(s)).count();
     assert_eq!(
         idle_closed,
         idle.len(),
         "idle connections closed at the idle timeout"
     );
     assert!(fresh_announce(target));
+}
+
+/// At `http.max_connections`, a new connection closes the one that has
+/// waited longest for a request: a client holding the cap with idle
+/// connections cannot keep fresh clients out until its connections time out.
+#[test]
+fn at_the_connection_cap_fresh_clients_push_out_the_longest_idle() {
+    let t = Tracker::start(&["runtime.cores=[0]", "http.max_connections=50"]);
+    let idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(t.v4).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let answered = (0..20).filter(|_| fresh_announce(t.v4)).count();
+    assert_eq!(answered, 20, "fresh clients answered at the cap");
+    // Each fresh client (and the probe connection fresh_announce opens
+    // first) pushed out one of the oldest idle ones.
+    let closed = idle.iter().filter(|s| closed_by_server(s)).count();
+    assert!(closed >= 20, "{closed} idle connections closed");
 }
 
 /// Kills the server with SIGKILL at random points of its snapshot cycle

@@ -20,8 +20,9 @@ use crate::protocol::http::route::{Route, Routes};
 use crate::tracker::{AfterAnnounce, Dual, Origin, Rejection, ScrapeRequest};
 use socket2::Socket;
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 /// A shard's HTTP state.
@@ -38,6 +39,12 @@ pub(crate) struct HttpSide {
     read_timeout: Duration,
     write_timeout: Duration,
     connections: Cell<usize>,
+    /// Connections waiting for a request head (idle between requests, or
+    /// with a head still arriving), oldest first: at `max_connections` the
+    /// oldest is closed to admit a new one, so idle or slowloris
+    /// connections cannot keep new clients out until they time out.
+    waiting: RefCell<BTreeMap<u64, Weak<Stream>>>,
+    next_waiting: Cell<u64>,
     /// Sampled peers of the announce being answered, reused.
     pub(super) scratch: RefCell<HttpPeers>,
 }
@@ -62,8 +69,47 @@ impl HttpSide {
             read_timeout: config.read_timeout,
             write_timeout: config.write_timeout,
             connections: Cell::new(0),
+            waiting: RefCell::default(),
+            next_waiting: Cell::new(0),
             scratch: RefCell::default(),
         }
+    }
+
+    /// Closes the connection that has waited longest for a request head;
+    /// false if none is waiting (every connection is being answered).
+    fn evict_longest_waiting(&self) -> bool {
+        loop {
+            let Some((_, stream)) = self.waiting.borrow_mut().pop_first() else {
+                return false;
+            };
+            // A stream already dropped has left the map through its guard;
+            // an upgrade failing here is only a guard not yet run.
+            if let Some(stream) = stream.upgrade() {
+                let _ = stream.shutdown();
+                return true;
+            }
+        }
+    }
+}
+
+/// A connection's place in `HttpSide::waiting` while it waits for a head.
+struct Waiting<'a> {
+    side: &'a HttpSide,
+    key: u64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(side: &'a HttpSide, stream: &Rc<Stream>) -> Self {
+        let key = side.next_waiting.get();
+        side.next_waiting.set(key + 1);
+        side.waiting.borrow_mut().insert(key, Rc::downgrade(stream));
+        Waiting { side, key }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.side.waiting.borrow_mut().remove(&self.key);
     }
 }
 
@@ -123,7 +169,10 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
             }
         };
         let http = &shard.http;
-        if http.connections.get() >= http.max_connections {
+        // At the cap, the connection that has waited longest for a head
+        // makes room (its task ends at once); only when every connection
+        // is busy being answered is the new one dropped.
+        if http.connections.get() >= http.max_connections && !http.evict_longest_waiting() {
             shard.counters.http_connection(false);
             continue; // dropped: closed at once
         }
@@ -148,7 +197,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
     let http = &shard.http;
     let peer = normalize(peer.ip());
     let _ = socket.set_nodelay(true);
-    let Ok(stream) = Stream::new(socket, &http.poller) else {
+    let Ok(stream) = Stream::new(socket, &http.poller).map(Rc::new) else {
         return;
     };
     let mut buf = vec![0u8; http.max_request_size];
@@ -165,6 +214,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         // The whole head must arrive within the read timeout, however
         // slowly it trickles; between requests the idle timeout applies.
         let mut deadline = None;
+        let waiting = Waiting::new(http, &stream);
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
@@ -189,6 +239,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
                 Ok(n) => filled += n,
             }
         }
+        drop(waiting);
         let head = match parse_head(&buf[..filled], http.real_ip_header.as_deref()) {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {
