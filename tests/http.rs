@@ -408,6 +408,9 @@ fn passkey_routes_and_connection_cap() {
     // one past the cap closes the oldest still waiting for a request).
     std::thread::sleep(Duration::from_millis(100));
     let mut open: Vec<HttpClient> = (0..10).map(|_| HttpClient::connect(t.v4)).collect();
+    // Let the shards accept them all first: a connection served and then
+    // idle again would be pushed out by one accepted after it.
+    std::thread::sleep(Duration::from_millis(300));
     let mut served = 0;
     for c in &mut open {
         c.send_raw(format!("GET /k{target} HTTP/1.1\r\n\r\n").as_bytes());

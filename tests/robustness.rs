@@ -472,12 +472,28 @@ fn at_the_connection_cap_fresh_clients_push_out_the_longest_idle() {
     let t = Tracker::start(&["runtime.cores=[0]", "http.max_connections=50"]);
     let idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(t.v4).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let answered = (0..20).filter(|_| fresh_announce(t.v4)).count();
-    assert_eq!(answered, 20, "fresh clients answered at the cap");
-    // Each fresh client (and the probe connection fresh_announce opens
-    // first) pushed out one of the oldest idle ones.
-    let closed = idle.iter().filter(|s| closed_by_server(s)).count();
-    assert!(closed >= 20, "{closed} idle connections closed");
+    // Fresh clients that stay connected: each one's arrival finds the cap
+    // held and must push out one of the idle connections, oldest first.
+    let mut fresh = Vec::new();
+    for i in 0..20u16 {
+        let mut c = HttpClient::connect(t.v4);
+        let port = 20_000 + i;
+        let r = c.get(&announce_target(
+            &random_hash(),
+            &peer_id(port),
+            port,
+            1,
+            "",
+        ));
+        assert_eq!(r.status, 200, "fresh client {i} answered at the cap");
+        fresh.push(c);
+    }
+    let closed: Vec<bool> = idle.iter().map(closed_by_server).collect();
+    assert_eq!(closed.iter().filter(|&&c| c).count(), 20, "{closed:?}");
+    assert!(
+        closed[..20].iter().all(|&c| c),
+        "the oldest went first: {closed:?}"
+    );
 }
 
 /// Kills the server with SIGKILL at random points of its snapshot cycle

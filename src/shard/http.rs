@@ -214,7 +214,9 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
         // The whole head must arrive within the read timeout, however
         // slowly it trickles; between requests the idle timeout applies.
         let mut deadline = None;
-        let waiting = Waiting::new(http, &stream);
+        // Registered only once a read must wait: a pipelined head already
+        // in the buffer costs no map update.
+        let mut waiting = None;
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
@@ -234,6 +236,7 @@ async fn serve_connection(shard: Rc<Shard>, socket: Socket, peer: SocketAddr) {
             } else {
                 Deadline::At(*deadline.get_or_insert_with(|| Instant::now() + http.read_timeout))
             };
+            waiting.get_or_insert_with(|| Waiting::new(http, &stream));
             match stream.read(&mut buf[filled..], wait).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => filled += n,
