@@ -104,6 +104,8 @@ def route_seeds():
         "/announce\n/scrape\0/scrape", "/x//y\n/s\0/x", "/:passkey/:passkey\n/s\0/a/b",
         "announce\n/s\0/", "/:user/a\n/s\0/u/a", "/a?b\n/s\0/a", "/:passkey\n/scrape\0//",
         "/announce\n/scrape\0/announce/extra", "/p/:passkey/announce\n/p/:passkey/scrape\0/p//announce",
+        # Found by the fuzzer: `:passkey` inside a literal segment is literal.
+        "/a/A:passkey\n/s/:passkey\0/a/k",
     ]
     for i, c in enumerate(cases):
         put("route", f"r-{i:02}", c)
