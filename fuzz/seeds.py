@@ -2,7 +2,8 @@
 """Writes the seed corpus, fuzz/corpus/<target>/, from valid messages.
 
 Run from anywhere: python3 fuzz/seeds.py. Re-running rewrites the same
-files (fixed seeds), so the committed corpus is reproducible. The JWT
+files (a fixed random seed), except that ES256 signatures differ each time
+(ECDSA signs with a fresh nonce; every one is valid). The JWT
 seeds are signed with the test-only keys of tests/fixtures/jwt (needs the
 Python `cryptography` package; without it the jwt seeds are left as they
 are).
