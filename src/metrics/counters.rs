@@ -105,6 +105,7 @@ pub struct Counters {
     udp_datagrams: Cell<u64>,
     http_accepted: Cell<u64>,
     http_refused: Cell<u64>,
+    http_evicted: Cell<u64>,
     expired_peers: Cell<u64>,
     expired_torrents: Cell<u64>,
     sweep_buckets: [Cell<u64>; SWEEP_BUCKETS.len()],
@@ -122,6 +123,7 @@ impl Default for Counters {
             udp_datagrams: Cell::new(0),
             http_accepted: Cell::new(0),
             http_refused: Cell::new(0),
+            http_evicted: Cell::new(0),
             expired_peers: Cell::new(0),
             expired_torrents: Cell::new(0),
             sweep_buckets: Default::default(),
@@ -176,6 +178,11 @@ impl Counters {
         );
     }
 
+    /// A waiting connection closed at the cap to admit a new one.
+    pub fn http_evicted(&self) {
+        bump(&self.http_evicted, 1);
+    }
+
     pub fn sweep(&self, took: Duration, expired_peers: usize, expired_torrents: usize) {
         bump(&self.expired_peers, expired_peers as u64);
         bump(&self.expired_torrents, expired_torrents as u64);
@@ -200,6 +207,7 @@ impl Counters {
             udp_datagrams: self.udp_datagrams.get(),
             http_accepted: self.http_accepted.get(),
             http_refused: self.http_refused.get(),
+            http_evicted: self.http_evicted.get(),
             expired_peers: self.expired_peers.get(),
             expired_torrents: self.expired_torrents.get(),
             sweep_buckets: copy(&self.sweep_buckets),
@@ -220,6 +228,7 @@ pub struct CounterFigures {
     pub udp_datagrams: u64,
     pub http_accepted: u64,
     pub http_refused: u64,
+    pub http_evicted: u64,
     pub expired_peers: u64,
     pub expired_torrents: u64,
     /// Per bucket (not cumulative), in `SWEEP_BUCKETS` order; sweeps
@@ -279,6 +288,7 @@ impl CounterFigures {
         self.udp_datagrams += other.udp_datagrams;
         self.http_accepted += other.http_accepted;
         self.http_refused += other.http_refused;
+        self.http_evicted += other.http_evicted;
         self.expired_peers += other.expired_peers;
         self.expired_torrents += other.expired_torrents;
         self.sweep_count += other.sweep_count;

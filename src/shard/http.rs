@@ -172,9 +172,12 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize) {
         // At the cap, the connection that has waited longest for a head
         // makes room (its task ends at once); only when every connection
         // is busy being answered is the new one dropped.
-        if http.connections.get() >= http.max_connections && !http.evict_longest_waiting() {
-            shard.counters.http_connection(false);
-            continue; // dropped: closed at once
+        if http.connections.get() >= http.max_connections {
+            if !http.evict_longest_waiting() {
+                shard.counters.http_connection(false);
+                continue; // dropped: closed at once
+            }
+            shard.counters.http_evicted();
         }
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
