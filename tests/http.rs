@@ -404,9 +404,13 @@ fn passkey_routes_and_connection_cap() {
     drop(a);
     // Two shards, two connections each at most. The kernel spreads new
     // connections by hash, so which ones land where varies; what holds is
-    // that at most 4 are served at once and the rest are closed.
+    // that at most 4 are served at once and the rest are closed (each new
+    // one past the cap closes the oldest still waiting for a request).
     std::thread::sleep(Duration::from_millis(100));
     let mut open: Vec<HttpClient> = (0..10).map(|_| HttpClient::connect(t.v4)).collect();
+    // Let the shards accept them all first: a connection served and then
+    // idle again would be pushed out by one accepted after it.
+    std::thread::sleep(Duration::from_millis(300));
     let mut served = 0;
     for c in &mut open {
         c.send_raw(format!("GET /k{target} HTTP/1.1\r\n\r\n").as_bytes());

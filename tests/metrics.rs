@@ -244,6 +244,7 @@ fn counters_match_the_traffic_and_stats_agree() {
         ("shoal_udp_dropped_total{reason=owner_saturated}", 0.0),
         ("shoal_http_connections_accepted_total{}", 1.0),
         ("shoal_http_connections_refused_total{}", 0.0),
+        ("shoal_http_connections_evicted_total{}", 0.0),
     ];
     for (key, want) in expected {
         assert_eq!(delta(key), *want, "{key}");

@@ -106,6 +106,7 @@ pub struct Counters {
     http_accepted: Cell<u64>,
     http_refused: Cell<u64>,
     tls_handshake_failures: Cell<u64>,
+    http_evicted: Cell<u64>,
     expired_peers: Cell<u64>,
     expired_torrents: Cell<u64>,
     sweep_buckets: [Cell<u64>; SWEEP_BUCKETS.len()],
@@ -124,6 +125,7 @@ impl Default for Counters {
             http_accepted: Cell::new(0),
             http_refused: Cell::new(0),
             tls_handshake_failures: Cell::new(0),
+            http_evicted: Cell::new(0),
             expired_peers: Cell::new(0),
             expired_torrents: Cell::new(0),
             sweep_buckets: Default::default(),
@@ -183,6 +185,11 @@ impl Counters {
         bump(&self.tls_handshake_failures, 1);
     }
 
+    /// A waiting connection closed at the cap to admit a new one.
+    pub fn http_evicted(&self) {
+        bump(&self.http_evicted, 1);
+    }
+
     pub fn sweep(&self, took: Duration, expired_peers: usize, expired_torrents: usize) {
         bump(&self.expired_peers, expired_peers as u64);
         bump(&self.expired_torrents, expired_torrents as u64);
@@ -208,6 +215,7 @@ impl Counters {
             http_accepted: self.http_accepted.get(),
             http_refused: self.http_refused.get(),
             tls_handshake_failures: self.tls_handshake_failures.get(),
+            http_evicted: self.http_evicted.get(),
             expired_peers: self.expired_peers.get(),
             expired_torrents: self.expired_torrents.get(),
             sweep_buckets: copy(&self.sweep_buckets),
@@ -229,6 +237,7 @@ pub struct CounterFigures {
     pub http_accepted: u64,
     pub http_refused: u64,
     pub tls_handshake_failures: u64,
+    pub http_evicted: u64,
     pub expired_peers: u64,
     pub expired_torrents: u64,
     /// Per bucket (not cumulative), in `SWEEP_BUCKETS` order; sweeps
@@ -289,6 +298,7 @@ impl CounterFigures {
         self.http_accepted += other.http_accepted;
         self.http_refused += other.http_refused;
         self.tls_handshake_failures += other.tls_handshake_failures;
+        self.http_evicted += other.http_evicted;
         self.expired_peers += other.expired_peers;
         self.expired_torrents += other.expired_torrents;
         self.sweep_count += other.sweep_count;

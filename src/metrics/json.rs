@@ -79,7 +79,7 @@ fn figures(f: &ShardFigures) -> Value {
         "udp_datagrams_received": c.udp_datagrams,
         "udp_dropped": named(&UDP_DROPS, &|i| c.udp_dropped(i)),
         "forwarded": named(&FORWARDED, &|i| c.forwarded(i)),
-        "http_connections": { "accepted": c.http_accepted, "refused": c.http_refused, "tls_handshake_failures": c.tls_handshake_failures },
+        "http_connections": { "accepted": c.http_accepted, "refused": c.http_refused, "evicted": c.http_evicted, "tls_handshake_failures": c.tls_handshake_failures },
         "torrents": s.torrents,
         "evicted_torrents": s.evicted_torrents,
         "unstored_peers": s.unstored_peers,

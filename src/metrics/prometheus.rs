@@ -184,7 +184,7 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         g,
         "shoal_http_connections_refused_total",
         "counter",
-        "HTTP connections closed at once because the shard had http.max_connections open.",
+        "HTTP connections closed at once because the shard had http.max_connections open, all busy.",
         |f, out| out(&[], f.counters.http_refused),
     );
     e.per_shard(
@@ -193,6 +193,13 @@ pub fn render(g: &Gathered, process: &Process) -> String {
         "counter",
         "HTTPS connections dropped because their TLS handshake failed or timed out.",
         |f, out| out(&[], f.counters.tls_handshake_failures),
+    );
+    e.per_shard(
+        g,
+        "shoal_http_connections_evicted_total",
+        "counter",
+        "HTTP connections waiting for a request, closed at http.max_connections to admit a new one.",
+        |f, out| out(&[], f.counters.http_evicted),
     );
     e.per_shard(
         g,

@@ -223,6 +223,12 @@ impl Stream {
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.socket.shutdown(std::net::Shutdown::Write)
     }
+
+    /// Ends the connection from outside its task: the task's pending read
+    /// wakes and returns 0, as if the peer had closed.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.socket.shutdown(std::net::Shutdown::Both)
+    }
 }
 
 /// A connection the HTTP code reads requests from and writes answers to:

@@ -10,6 +10,7 @@
 //! connection slot, never the shard.
 
 use super::stream::{Deadline, Stream, Transport};
+use std::rc::Rc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
@@ -65,7 +66,9 @@ const SESSIONS_PER_SHARD: usize = 256;
 
 /// A TLS connection over a shard's [`Stream`].
 pub struct TlsStream {
-    stream: Stream,
+    /// Shared with the shard's table of waiting connections (which may
+    /// close it to make room).
+    stream: Rc<Stream>,
     /// Borrowed only between awaits: one task serves a connection.
     conn: RefCell<ServerConnection>,
 }
@@ -98,7 +101,7 @@ impl TlsStream {
     /// refuses) means the connection is to be dropped; a TLS alert has
     /// been sent where one is due.
     pub async fn accept(
-        stream: Stream,
+        stream: Rc<Stream>,
         config: Arc<ServerConfig>,
         until: Instant,
     ) -> io::Result<Self> {

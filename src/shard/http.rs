@@ -22,8 +22,9 @@ use crate::protocol::http::route::{Route, Routes};
 use crate::tracker::{AfterAnnounce, Dual, Origin, Rejection, ScrapeRequest};
 use socket2::Socket;
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,12 @@ pub(crate) struct HttpSide {
     read_timeout: Duration,
     write_timeout: Duration,
     connections: Cell<usize>,
+    /// Connections waiting for a request head (idle between requests, or
+    /// with a head still arriving), oldest first: at `max_connections` the
+    /// oldest is closed to admit a new one, so idle or slowloris
+    /// connections cannot keep new clients out until they time out.
+    waiting: RefCell<BTreeMap<u64, Weak<Stream>>>,
+    next_waiting: Cell<u64>,
     /// Sampled peers of the announce being answered, reused.
     pub(super) scratch: RefCell<HttpPeers>,
     /// Who may scrape everything (`None`: nobody).
@@ -76,9 +83,48 @@ impl HttpSide {
             read_timeout: config.read_timeout,
             write_timeout: config.write_timeout,
             connections: Cell::new(0),
+            waiting: RefCell::default(),
+            next_waiting: Cell::new(0),
             scratch: RefCell::default(),
             full_scrape: Gate::new(&config.full_scrape, &checked.full_scrape_trusted),
         }
+    }
+
+    /// Closes the connection that has waited longest for a request head;
+    /// false if none is waiting (every connection is being answered).
+    fn evict_longest_waiting(&self) -> bool {
+        loop {
+            let Some((_, stream)) = self.waiting.borrow_mut().pop_first() else {
+                return false;
+            };
+            // A stream already dropped has left the map through its guard;
+            // an upgrade failing here is only a guard not yet run.
+            if let Some(stream) = stream.upgrade() {
+                let _ = stream.shutdown();
+                return true;
+            }
+        }
+    }
+}
+
+/// A connection's place in `HttpSide::waiting` while it waits for a head.
+struct Waiting<'a> {
+    side: &'a HttpSide,
+    key: u64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(side: &'a HttpSide, stream: &Rc<Stream>) -> Self {
+        let key = side.next_waiting.get();
+        side.next_waiting.set(key + 1);
+        side.waiting.borrow_mut().insert(key, Rc::downgrade(stream));
+        Waiting { side, key }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.side.waiting.borrow_mut().remove(&self.key);
     }
 }
 
@@ -144,9 +190,15 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize, secure: bo
             }
         };
         let http = &shard.http;
+        // At the cap, the connection that has waited longest for a head
+        // makes room (its task ends at once); only when every connection
+        // is busy being answered is the new one dropped.
         if http.connections.get() >= http.max_connections {
-            shard.counters.http_connection(false);
-            continue; // dropped: closed at once
+            if !http.evict_longest_waiting() {
+                shard.counters.http_connection(false);
+                continue; // dropped: closed at once
+            }
+            shard.counters.http_evicted();
         }
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
@@ -187,15 +239,15 @@ async fn serve_connection(
     let http = &shard.http;
     let peer = normalize(peer.ip());
     let _ = socket.set_nodelay(true);
-    let Ok(stream) = Stream::new(socket, &http.poller) else {
+    let Ok(stream) = Stream::new(socket, &http.poller).map(Rc::new) else {
         return;
     };
     match tls {
-        None => serve_requests(&shard, &stream, peer).await,
+        None => serve_requests(&shard, &*stream, &stream, peer).await,
         Some(config) => {
             let until = Instant::now() + http.read_timeout;
-            match TlsStream::accept(stream, config, until).await {
-                Ok(tls) => serve_requests(&shard, &tls, peer).await,
+            match TlsStream::accept(stream.clone(), config, until).await {
+                Ok(tls) => serve_requests(&shard, &tls, &stream, peer).await,
                 Err(e) => {
                     shard.counters.tls_handshake_failed();
                     tracing::debug!(shard = shard.id, %peer, error = %e, "TLS handshake failed");
@@ -205,8 +257,14 @@ async fn serve_connection(
     }
 }
 
-/// The requests of one keep-alive connection, whatever carries them.
-async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAddr) {
+/// The requests of one keep-alive connection, whatever carries them
+/// (`socket` is the connection under it, for the table of waiting ones).
+async fn serve_requests<T: Transport>(
+    shard: &Rc<Shard>,
+    stream: &T,
+    socket: &Rc<Stream>,
+    peer: IpAddr,
+) {
     let http = &shard.http;
     let mut buf = vec![0u8; http.max_request_size];
     let mut filled = 0;
@@ -222,6 +280,9 @@ async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAdd
         // The whole head must arrive within the read timeout, however
         // slowly it trickles; between requests the idle timeout applies.
         let mut deadline = None;
+        // Registered only once a read must wait: a pipelined head already
+        // in the buffer costs no map update.
+        let mut waiting = None;
         while head_end(&buf[..filled], scanned).is_none() {
             scanned = filled;
             if filled == buf.len() {
@@ -241,11 +302,13 @@ async fn serve_requests<T: Transport>(shard: &Rc<Shard>, stream: &T, peer: IpAdd
             } else {
                 Deadline::At(*deadline.get_or_insert_with(|| Instant::now() + http.read_timeout))
             };
+            waiting.get_or_insert_with(|| Waiting::new(http, socket));
             match stream.read(&mut buf[filled..], wait).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => filled += n,
             }
         }
+        drop(waiting);
         let head = match parse_head(&buf[..filled], http.real_ip_header.as_deref()) {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Malformed(_)) | Err(HeadError::BodyNotAccepted) => {

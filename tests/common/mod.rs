@@ -134,6 +134,11 @@ impl Tracker {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

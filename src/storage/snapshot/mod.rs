@@ -95,9 +95,8 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(path: &Path) -> io::Result<Self> {
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(format!(".tmp.{}", std::process::id()));
-        let temporary = PathBuf::from(temporary);
+        remove_stale_temporaries(path);
+        let temporary = temporary_of(path, std::process::id());
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -137,6 +136,49 @@ impl AtomicFile {
     /// Gives up: the temporary file goes, the old snapshot stays.
     pub fn abandon(self) {
         let _ = std::fs::remove_file(&self.temporary);
+    }
+}
+
+/// The temporary file process `pid` writes `path` through.
+fn temporary_of(path: &Path, pid: u32) -> PathBuf {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".tmp.{pid}"));
+    PathBuf::from(temporary)
+}
+
+/// Removes the temporary files that killed processes left beside `path`
+/// (a SIGKILL or power loss mid-write): without this each crash would
+/// leave one more, each as large as a snapshot. A file whose process is
+/// still alive (another instance sharing the path, wrongly) is left.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".tmp.");
+    let prefix = prefix.as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .as_encoded_bytes()
+            .strip_prefix(prefix)
+            .and_then(|pid| std::str::from_utf8(pid).ok())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        if !alive || pid == std::process::id() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -205,6 +247,26 @@ mod tests {
         let aside = set_aside(&path).unwrap();
         assert!(matches!(read(&path), Found::Nothing));
         assert!(aside.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed() {
+        let dir = std::env::temp_dir().join(format!("shoal-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("swarms.snapshot");
+        // A pid above the kernel's pid_max (4194304) is never alive.
+        let dead = temporary_of(&path, 4_194_305);
+        let alive = temporary_of(&path, 1);
+        let other = dir.join("other.snapshot.tmp.4194305");
+        for p in [&dead, &alive, &other] {
+            std::fs::write(p, b"half a snapshot").unwrap();
+        }
+        let f = AtomicFile::create(&path).unwrap();
+        assert!(!dead.exists(), "a killed writer's temporary is gone");
+        assert!(alive.exists(), "a live process's temporary stays");
+        assert!(other.exists(), "another file's temporary stays");
+        f.finish().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
