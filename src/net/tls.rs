@@ -10,12 +10,12 @@
 //! connection slot, never the shard.
 
 use super::stream::{Deadline, Stream, Transport};
-use std::rc::Rc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
