@@ -295,6 +295,55 @@ def loadtest_http_seeds():
     put("loadtest_http", "two-lengths", bytes([0, 30, 0]) + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
 
 
+def private_control_seeds():
+    pk = "0123456789abcdef0123456789abcdef"
+    ih = "".join(f"%{b:02X}" for b in rbytes(20))
+    for i, q in enumerate([
+        f"action=add_torrent&info_hash={ih}&id=42&freetorrent=1",
+        f"action=update_torrent&info_hash={ih}&freetorrent=2",
+        "action=update_torrents&info_hashes=" + ih * 2 + "&freetorrent=0",
+        f"action=delete_torrent&info_hash={ih}&reason=3",
+        f"action=add_user&passkey={pk}&id=7&visible=0",
+        f"action=update_user&passkey={pk}&can_leech=0&visible=1",
+        f"action=remove_users&passkeys={pk}{pk}",
+        f"action=change_passkey&oldpasskey={pk}&newpasskey={pk[::-1]}",
+        f"action=add_token&info_hash={ih}&userid=7",
+        "action=add_whitelist&peer_id=-qB4", "action=edit_whitelist&old_peer_id=-qB&new_peer_id=-TR",
+        "action=info_torrent", "action=nonsense", "",
+    ]):
+        put("private_control", f"c-{i:02}", q)
+
+
+def private_journal_seeds():
+    # bincode 1 (fixed-width little-endian) of shoal::private::batch::Batch.
+    def ip(v4):
+        return b"\x01" + struct.pack("<I", 0) + v4 if v4 is not None else b"\x00"
+    def batch(users, peers, snatches, torrents, tokens=()):
+        out = struct.pack("<Q", len(users))
+        for uid, up, down in users:
+            out += struct.pack("<IQQ", uid, up, down)
+        out += struct.pack("<Q", len(tokens))
+        for uid, tid, down in tokens:
+            out += struct.pack("<IIQ", uid, tid, down)
+        out += struct.pack("<Q", len(peers))
+        for uid, tid, pid, active, addr in peers:
+            out += struct.pack("<II", uid, tid) + pid + bytes([active])
+            out += struct.pack("<QQQQQQI", 5, 6, 7, 1, 2, 30, 4) + ip(addr) + struct.pack("<Q", 1700000000)
+        out += struct.pack("<Q", len(snatches))
+        for uid, tid, addr in snatches:
+            out += struct.pack("<IIQ", uid, tid, 1700000000) + ip(addr)
+        out += struct.pack("<Q", len(torrents))
+        for tid, s, l, n in torrents:
+            out += struct.pack("<IIII", tid, s, l, n)
+        return out
+    put("private_journal", "empty", batch([], [], [], []))
+    put("private_journal", "users", batch([(1, 10, 5), (2, 0, 7)], [], [], []))
+    put("private_journal", "all", batch([(1, 10, 5)], [(1, 2, rbytes(20), 1, bytes([10, 0, 0, 1]))],
+                                        [(1, 2, None)], [(2, 1, 0, 1)], [(1, 2, 100)]))
+    put("private_journal", "hidden-peer", batch([], [(3, 4, rbytes(20), 0, None)], [], [(4, 0, 0, 0)]))
+
+
 for seeds in (udp_seeds, query_seeds, head_seeds, route_seeds, client_ip_seeds, config_seeds,
-              snapshot_seeds, jwt_seeds, loadtest_udp_seeds, loadtest_http_seeds):
+              snapshot_seeds, jwt_seeds, loadtest_udp_seeds, loadtest_http_seeds,
+              private_control_seeds, private_journal_seeds):
     seeds()

@@ -507,6 +507,61 @@ fn postgres_outages_lose_nothing() {
     outages_lose_nothing(&mut postgres());
 }
 
+/// SIGKILL at random points of the flush cycle, the database up: every
+/// start works, nothing is counted twice, and rows journaled before a
+/// kill (the rounds that waited two flush intervals) are all written.
+#[test]
+fn sigkill_during_flushes_loses_nothing_journaled() {
+    let site = mariadb();
+    add_user(&site, 1, true, true, true);
+    let ih = [6u8; 20];
+    add_torrent(&site, 10, &ih, "0");
+    let journal = journal_dir();
+    let (mut credited, mut journaled) = (0u64, 0u64);
+    for round in 0..8u8 {
+        let t = start(&site, &journal, &[]);
+        let mut http = HttpClient::connect(t.v4);
+        let k = passkey(1);
+        // A new client each round: its first announce is its base.
+        let id = peer(round);
+        assert_eq!(announce(&mut http, &k, &ih, &id, 0, 0, 0, "started"), None);
+        for n in 1..=20u64 {
+            assert_eq!(announce(&mut http, &k, &ih, &id, n * 100, 0, 0, ""), None);
+        }
+        credited += 2000;
+        if round % 2 == 0 {
+            // Past two flushes (200 ms) and a tick: journaled, likely
+            // written; the kill lands anywhere in the cycle.
+            std::thread::sleep(Duration::from_millis(450 + fastrand::u64(..300)));
+            journaled += 2000;
+        } else {
+            std::thread::sleep(Duration::from_millis(fastrand::u64(..250)));
+        }
+        drop(t); // SIGKILL
+    }
+    let t = start(&site, &journal, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let v: u64 = site.query("SELECT Uploaded FROM users_main WHERE ID = 1")[0][0]
+            .parse()
+            .unwrap();
+        if v >= journaled || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        written >= journaled,
+        "{written} written, {journaled} journaled"
+    );
+    assert!(
+        written <= credited,
+        "{written} written, only {credited} credited"
+    );
+    assert!(t.stop().success());
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
 #[test]
 fn a_bad_private_config_names_the_key() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
