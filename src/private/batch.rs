@@ -82,6 +82,21 @@ impl Batch {
             + self.torrents.len()
     }
 
+    /// An empty batch with room for as many rows as `self` holds: the
+    /// next interval's batch grows without rehashing as it fills.
+    pub fn empty_like(&self) -> Batch {
+        fn map<K, V>(m: &Map<K, V>) -> Map<K, V> {
+            Map::with_capacity_and_hasher(m.len(), Default::default())
+        }
+        Batch {
+            users: map(&self.users),
+            tokens: map(&self.tokens),
+            peers: map(&self.peers),
+            snatches: Vec::new(),
+            torrents: map(&self.torrents),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows() == 0
     }

@@ -364,7 +364,8 @@ impl Ledger {
 
     /// The rows gathered since the last call.
     pub fn take_batch(&mut self) -> Batch {
-        std::mem::take(&mut self.batch)
+        let next = self.batch.empty_like();
+        std::mem::replace(&mut self.batch, next)
     }
 
     /// Gives back a batch that could not be handed on (merged before what

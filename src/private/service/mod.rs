@@ -30,6 +30,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Journal files past which an outage's files are merged into one.
 const MAX_FILES: usize = 64;
+/// The start's reset of peer rows waits no longer.
+const RESET_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a lost database is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 /// The loop's pace: how fast a control change reaches the shards.
@@ -189,12 +191,15 @@ impl Service {
             Ok(mut db) => {
                 self.max_bytes = db.max_statement_bytes(limit).await;
                 if !self.reset_done {
-                    match db.reset(WRITE_TIMEOUT).await {
+                    // Best effort: a reset held up (a killed instance's
+                    // transaction still rolling back, say) must not keep
+                    // the catalog from loading; it is tried again before
+                    // the first write.
+                    match db.reset(RESET_TIMEOUT).await {
                         Ok(()) => self.reset_done = true,
-                        Err(e) => {
-                            self.lost(&format!("resetting peer rows: {e}"));
-                            return;
-                        }
+                        Err(e) => tracing::warn!(
+                            "private mode: resetting peer rows failed ({e}); trying again before the first write"
+                        ),
                     }
                 }
                 if self.outage_logged {
@@ -288,6 +293,15 @@ impl Service {
             self.connect().await;
         }
         if let Some(db) = &mut self.db {
+            if !self.reset_done {
+                // The last chance: written rows must not be reset later.
+                if let Err(e) = db.reset(RESET_TIMEOUT).await {
+                    tracing::warn!(
+                        "private mode: resetting peer rows failed again ({e}); the previous run's rows in xbt_files_users and its swarm counts stay until overwritten"
+                    );
+                }
+                self.reset_done = true;
+            }
             let started = Instant::now();
             let mut all = self.journal.read_files(&self.files);
             if !durable {
