@@ -47,3 +47,23 @@ fn udp_and_http_runs_are_counted_without_errors() {
     assert_clean("http ipv6", &http6);
     assert_eq!(t.stop().code(), Some(0));
 }
+
+/// BEP 41 URL data (a private tracker's `/<passkey>/announce`) makes every
+/// announce longer: grouped as one GSO message or sent one by one, each
+/// must still reach the server as one whole announce and be answered.
+#[test]
+fn udp_announces_with_url_data_are_answered() {
+    let t = Tracker::start(&[]);
+    for gso in [true, false] {
+        let mut o = Options::udp(t.v4).mix(Mix {
+            connect: 1,
+            announce: 50,
+            scrape: 0,
+        });
+        o.url_data = format!("/{}/announce", "a".repeat(32));
+        o.gso = gso;
+        let r = run(o);
+        assert_clean(&format!("udp with url data (gso {gso})"), &r);
+    }
+    assert_eq!(t.stop().code(), Some(0));
+}

@@ -7,6 +7,8 @@
 //! shoal-loadtest udp --target 127.0.0.1:6969 --mix 50:50:1 --popularity exp-decay
 //! # HTTP, 64 keep-alive connections pipelining 4 requests each:
 //! shoal-loadtest http --target 127.0.0.1:8080 --sockets 64 --inflight 4
+//! # A private tracker's passkey as BEP 41 URL data:
+//! shoal-loadtest udp --target 127.0.0.1:6969 --url-data /<passkey>/announce
 //! # Open loop: 50k requests/s over two workers, 2 s warmup first:
 //! shoal-loadtest udp --target [::1]:6969 --cpus 0,1 --rate 50000 --warmup 2s
 //! ```
@@ -42,6 +44,10 @@ enum ModeCmd {
     Udp {
         #[command(flatten)]
         common: Common,
+        /// BEP 41 URL data with every announce, e.g. a private tracker's
+        /// /<passkey>/announce (at most 255 bytes).
+        #[arg(long, default_value = "")]
+        url_data: String,
     },
     /// Memory benchmark: store exactly TORRENTS x PEERS-PER-TORRENT peers
     /// over UDP (each announce answered once), then exit.
@@ -229,9 +235,11 @@ fn main() -> ExitCode {
                 }
             };
         }
-        ModeCmd::Udp { common } => {
+        ModeCmd::Udp { common, url_data } => {
             let t = common.target;
-            common.apply(Options::udp(t))
+            let (mut o, json) = common.apply(Options::udp(t));
+            o.url_data = url_data;
+            (o, json)
         }
         ModeCmd::Http {
             common,

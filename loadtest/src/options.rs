@@ -149,6 +149,9 @@ pub struct Options {
     pub timeout: Duration,
     pub announce_path: String,
     pub scrape_path: String,
+    /// UDP: BEP 41 URL data sent with every announce (e.g. a private
+    /// tracker's `/<passkey>/announce`); empty: none.
+    pub url_data: String,
     /// UDP: send announces of a batch as one GSO message (the server still
     /// sees ordinary datagrams); saves most of our send-path CPU.
     pub gso: bool,
@@ -187,6 +190,7 @@ impl Options {
             timeout: Duration::from_secs(1),
             announce_path: "/announce".into(),
             scrape_path: "/scrape".into(),
+            url_data: String::new(),
             gso: true,
             progress: false,
             seed: DEFAULT_SEED,
@@ -335,6 +339,12 @@ impl Options {
                 return bad(format!("bad HTTP path {p:?}"));
             }
         }
+        if self.url_data.len() > crate::udp::MAX_URL_DATA {
+            return bad(format!(
+                "URL data must be at most {} bytes",
+                crate::udp::MAX_URL_DATA
+            ));
+        }
         Ok(())
     }
 }
@@ -418,6 +428,9 @@ mod tests {
         });
         assert!(http.validate().is_err());
         assert!(o.clone().cpus(vec![1, 1]).validate().is_err());
+        let mut long = o.clone();
+        long.url_data = "x".repeat(256);
+        assert!(long.validate().is_err());
         assert!(o.inflight(0).validate().is_err());
     }
 }

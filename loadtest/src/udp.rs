@@ -35,23 +35,49 @@ pub struct AnnounceFields<'a> {
     pub port: u16,
 }
 
+/// BEP 41 option types.
+const OPTION_END: u8 = 0;
+const OPTION_URL_DATA: u8 = 2;
+/// Longest URL data we send: one option (its length is one byte).
+pub const MAX_URL_DATA: usize = 255;
+
 /// A pre-filled announce: constant fields are written once, each request
-/// copies the 98 bytes and patches the rest.
+/// copies them and patches the rest. With URL data (BEP 41, e.g. a
+/// private tracker's `/<passkey>/announce`) every announce carries the
+/// same options after its 98 bytes, so all have the same length (one GSO
+/// segment size still fits them).
 #[derive(Clone, Debug)]
-pub struct AnnounceTemplate([u8; ANNOUNCE_LEN]);
+pub struct AnnounceTemplate(Vec<u8>);
 
 impl AnnounceTemplate {
     pub fn new(numwant: u32) -> Self {
-        let mut t = [0u8; ANNOUNCE_LEN];
+        Self::with_url_data(numwant, b"")
+    }
+
+    /// `url_data` at most [`MAX_URL_DATA`] bytes (longer is cut); empty
+    /// sends no options.
+    pub fn with_url_data(numwant: u32, url_data: &[u8]) -> Self {
+        let mut t = vec![0u8; ANNOUNCE_LEN];
         t[8..12].copy_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
         // downloaded (56), uploaded (72), event none (80), ip 0 (84): zero.
         t[92..96].copy_from_slice(&numwant.to_be_bytes());
+        if !url_data.is_empty() {
+            let data = &url_data[..url_data.len().min(MAX_URL_DATA)];
+            t.extend_from_slice(&[OPTION_URL_DATA, data.len() as u8]);
+            t.extend_from_slice(data);
+            t.push(OPTION_END);
+        }
         AnnounceTemplate(t)
+    }
+
+    /// Bytes of each announce.
+    pub fn size(&self) -> usize {
+        self.0.len()
     }
 
     #[inline]
     pub fn write(&self, buf: &mut [u8], f: &AnnounceFields<'_>) -> usize {
-        let b = &mut buf[..ANNOUNCE_LEN];
+        let b = &mut buf[..self.0.len()];
         b.copy_from_slice(&self.0);
         b[0..8].copy_from_slice(&f.connection_id);
         b[12..16].copy_from_slice(&f.tid.to_be_bytes());
@@ -60,7 +86,7 @@ impl AnnounceTemplate {
         b[64..72].copy_from_slice(&f.left.to_be_bytes());
         b[88..92].copy_from_slice(&f.key.to_be_bytes());
         b[96..98].copy_from_slice(&f.port.to_be_bytes());
-        ANNOUNCE_LEN
+        self.0.len()
     }
 }
 
@@ -265,6 +291,17 @@ mod tests {
         assert_eq!(&b[88..92], &[1, 2, 3, 4]);
         assert_eq!(&b[92..96], &50u32.to_be_bytes());
         assert_eq!(&b[96..98], &6881u16.to_be_bytes());
+
+        // BEP 41 URL data: one option, then the end of options.
+        let t = AnnounceTemplate::with_url_data(50, b"/pk/announce");
+        assert_eq!(t.size(), 98 + 2 + 12 + 1);
+        assert_eq!(t.write(&mut b, &f), t.size());
+        assert_eq!(&b[96..98], &6881u16.to_be_bytes());
+        assert_eq!(&b[98..100], &[2, 12]);
+        assert_eq!(&b[100..112], b"/pk/announce");
+        assert_eq!(b[112], 0);
+        let long = AnnounceTemplate::with_url_data(50, &[b'x'; 300]);
+        assert_eq!(long.size(), 98 + 2 + MAX_URL_DATA + 1);
 
         let n = write_scrape(&mut b, [9; 8], 3, &[[1; 20], [2; 20]]);
         assert_eq!(n, 56);

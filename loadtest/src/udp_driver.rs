@@ -13,7 +13,7 @@ use crate::options::{CONNECTION_ID_LIFETIME, MAX_UDP_SCRAPE};
 use crate::stats::{ErrorKind, WorkerStats};
 use crate::udp::{
     check_response, put_scrape_hash, response_header, write_connect, write_scrape_header,
-    AnnounceFields, AnnounceTemplate, Checked, Expect, TidCodec, ANNOUNCE_LEN,
+    AnnounceFields, AnnounceTemplate, Checked, Expect, TidCodec,
 };
 use crate::worker::{errno, Phase, WorkerCtx};
 use crate::workload::{mix64, MixSampler, RequestKind, Rng, Workload};
@@ -179,6 +179,8 @@ const UDP_SEGMENT: libc::c_int = 103;
 /// each.
 struct SendBatch {
     gso: bool,
+    /// Bytes of each announce (all the same: one GSO segment size).
+    alen: usize,
     abuf: Vec<u8>,
     aslots: [u16; BATCH],
     na: usize,
@@ -194,10 +196,11 @@ struct SendBatch {
 }
 
 impl SendBatch {
-    fn new(gso: bool) -> Self {
+    fn new(gso: bool, alen: usize) -> Self {
         SendBatch {
             gso,
-            abuf: vec![0u8; BATCH * ANNOUNCE_LEN],
+            alen,
+            abuf: vec![0u8; BATCH * alen],
             aslots: [0; BATCH],
             na: 0,
             obuf: vec![0u8; BATCH * SEND_STRIDE],
@@ -234,7 +237,7 @@ impl SendBatch {
     /// Where the next request of `kind` is to be written.
     fn buf(&mut self, kind: RequestKind) -> &mut [u8] {
         if self.grouped(kind) {
-            &mut self.abuf[self.na * ANNOUNCE_LEN..(self.na + 1) * ANNOUNCE_LEN]
+            &mut self.abuf[self.na * self.alen..(self.na + 1) * self.alen]
         } else {
             &mut self.obuf[self.no * SEND_STRIDE..(self.no + 1) * SEND_STRIDE]
         }
@@ -259,7 +262,7 @@ impl SendBatch {
         if self.na > 0 {
             self.iov[0] = libc::iovec {
                 iov_base: self.abuf.as_mut_ptr().cast(),
-                iov_len: self.na * ANNOUNCE_LEN,
+                iov_len: self.na * self.alen,
             };
             let h = &mut self.msgs[0].msg_hdr;
             *h = msghdr(&mut self.iov[0]);
@@ -273,10 +276,7 @@ impl SendBatch {
                     (*c).cmsg_level = libc::SOL_UDP;
                     (*c).cmsg_type = UDP_SEGMENT;
                     (*c).cmsg_len = libc::CMSG_LEN(2) as _;
-                    std::ptr::write_unaligned(
-                        libc::CMSG_DATA(c).cast::<u16>(),
-                        ANNOUNCE_LEN as u16,
-                    );
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), self.alen as u16);
                 }
             }
             m = 1;
@@ -334,7 +334,7 @@ pub fn run(ctx: WorkerCtx) -> Result<WorkerStats, Error> {
         opts.seed ^ (ctx.index as u64 + 1).wrapping_mul(0x9e37_79b9),
     ));
     let mix = MixSampler::new(opts.mix, true);
-    let template = AnnounceTemplate::new(opts.numwant);
+    let template = AnnounceTemplate::with_url_data(opts.numwant, opts.url_data.as_bytes());
     let consts = Consts {
         numwant: opts.numwant,
         ipv6: opts.target.is_ipv6(),
@@ -378,7 +378,7 @@ pub fn run(ctx: WorkerCtx) -> Result<WorkerStats, Error> {
         })
         .collect();
 
-    let mut sendb = SendBatch::new(opts.gso);
+    let mut sendb = SendBatch::new(opts.gso, template.size());
     let mut recvb = RecvBatch::new(RECV_STRIDE);
 
     // Open loop: per-worker share of the rate, in requests per ns.
