@@ -124,7 +124,12 @@ fn batch(rows: u32, round: u64) -> Batch {
                 downspeed: 100,
                 timespent: 60 + round,
                 announced: 2 + round as u32,
-                ip: format!("10.{}.{}.{}", tid >> 16 & 255, tid >> 8 & 255, tid & 255),
+                ip: Some(std::net::IpAddr::from([
+                    10,
+                    (tid >> 16 & 255) as u8,
+                    (tid >> 8 & 255) as u8,
+                    (tid & 255) as u8,
+                ])),
                 mtime: 1_780_000_000 + round,
             },
         );

@@ -8,7 +8,7 @@
 //! is down; a crash loses at most the last interval's rows; a stop writes
 //! them or leaves them journaled; the next start replays the journal.
 
-mod db;
+pub mod db;
 pub mod journal;
 pub mod sql;
 
