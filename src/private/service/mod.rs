@@ -28,6 +28,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The last write at a stop gives up sooner (the rows stay journaled),
 /// within systemd's stop timeout.
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Journaled rows kept in memory too, at most (past it a flush reads the
+/// files back).
+const MIRROR_ROWS: u64 = 2_000_000;
 /// Journal files past which an outage's files are merged into one.
 const MAX_FILES: usize = 64;
 /// The start's reset of peer rows waits no longer.
@@ -51,6 +54,9 @@ pub struct Service {
     files: Vec<PathBuf>,
     /// The rows they hold.
     file_rows: u64,
+    /// The same rows in memory while they are few enough, so a flush
+    /// need not read back what it just wrote; `None`: read the files.
+    journaled: Option<Batch>,
     master: Catalog,
     /// Control changes since the last reload: applied again on the next
     /// one, in case its read started before the site wrote them.
@@ -82,6 +88,7 @@ impl Service {
             pending: Batch::default(),
             files: Vec::new(),
             file_rows: 0,
+            journaled: Some(Batch::default()),
             master: Catalog::default(),
             since_reload: Vec::new(),
             reset_done: false,
@@ -132,6 +139,7 @@ impl Service {
                 self.pending = Batch::default();
                 self.files = held.files;
                 self.file_rows = rows;
+                self.journaled = None;
             }
         }
         let mut next_reload = Instant::now();
@@ -267,7 +275,11 @@ impl Service {
             Ok(path) => {
                 self.files.push(path);
                 self.file_rows += self.pending.rows() as u64;
-                self.pending = Batch::default();
+                let batch = std::mem::take(&mut self.pending);
+                match &mut self.journaled {
+                    Some(mirror) if self.file_rows <= MIRROR_ROWS => mirror.merge(batch),
+                    _ => self.journaled = None,
+                }
                 true
             }
             Err(e) => {
@@ -303,11 +315,22 @@ impl Service {
                 self.reset_done = true;
             }
             let started = Instant::now();
-            let mut all = self.journal.read_files(&self.files);
-            if !durable {
-                all.merge(self.pending.clone());
-            }
-            let statements = sql::writes(self.dialect, &all, self.max_bytes);
+            let combined;
+            let all = match (&self.journaled, durable) {
+                (Some(mirror), true) => mirror,
+                (mirror, _) => {
+                    let mut owned = match mirror {
+                        Some(mirror) => mirror.clone(),
+                        None => self.journal.read_files(&self.files),
+                    };
+                    if !durable {
+                        owned.merge(self.pending.clone());
+                    }
+                    combined = owned;
+                    &combined
+                }
+            };
+            let statements = sql::writes(self.dialect, all, self.max_bytes);
             match db.write(&statements, limit).await {
                 Ok(()) => {
                     let micros = started.elapsed().as_micros() as u64;
@@ -329,6 +352,7 @@ impl Service {
                     self.journal.remove(&self.files);
                     self.files.clear();
                     self.file_rows = 0;
+                    self.journaled = Some(Batch::default());
                     return;
                 }
                 Err(e) => {
