@@ -212,6 +212,22 @@ fn accounting_and_refusals(site: &mut dyn SqlServer) {
     let reply = udp_announce(&udp, &path, &normal, 7000, 4000, 0, 0, 0);
     assert_eq!(be32(&reply[0..4]), 1, "{reply:?}");
 
+    // A client reporting absurd totals (past any bigint column) is credited
+    // nothing and must not fail the write for everyone.
+    let huge = u64::MAX;
+    assert_eq!(
+        announce(&mut http, &k1, &free, &peer(9), 0, 0, huge, "started"),
+        None
+    );
+    assert_eq!(
+        announce(&mut http, &k1, &free, &peer(9), huge, huge, huge, ""),
+        None
+    );
+    assert_eq!(
+        announce(&mut http, &k1, &free, &peer(9), huge, huge, huge, "stopped"),
+        None
+    );
+
     // User 1: normal +300 up x2, +100 down, then +50 up x2 after the
     // reset; free +300 x2 up only; neutral nothing; tokened +600 up, no
     // download (waived 100). User 3: +4000 x2 over UDP.

@@ -22,6 +22,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
+/// The most one announce can be credited per direction (1 PiB).
+pub const MAX_DELTA: u64 = 1 << 50;
+
 /// What credits are multiplied by, and what is free.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rates {
@@ -149,6 +152,13 @@ impl Ledger {
                 (r.uploaded - p.uploaded, r.downloaded - p.downloaded)
             }
             _ => (0, 0),
+        };
+        // More than a petabyte since the last announce is no transfer but
+        // a broken or lying client: a new base, as a reset is.
+        let (up, down) = if up > MAX_DELTA || down > MAX_DELTA {
+            (0, 0)
+        } else {
+            (up, down)
         };
         let snatched = r.completed && seeder && previous.as_ref().is_none_or(|p| p.left > 0);
         let credited = self.credit(r, up, down);
@@ -459,6 +469,16 @@ mod tests {
             ..report(500, 500, 5, 3)
         });
         assert_eq!(c, Credited::default());
+    }
+
+    #[test]
+    fn an_absurd_jump_is_a_new_base_not_a_credit() {
+        let mut l = ledger();
+        l.announce(&report(0, 0, 5, 0));
+        let c = l.announce(&report(u64::MAX, 10, 5, 1));
+        assert_eq!(c, Credited::default());
+        let c = l.announce(&report(u64::MAX, 20, 5, 2));
+        assert_eq!((c.uploaded, c.downloaded), (0, 10));
     }
 
     #[test]

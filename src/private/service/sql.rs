@@ -74,21 +74,27 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
     users.sort_by_key(|(id, _)| **id);
     let rows = users
         .iter()
-        .map(|(id, t)| format!("({id},{},{})", t.uploaded, t.downloaded));
+        .map(|(id, t)| format!("({id},{},{})", big(t.uploaded), big(t.downloaded)));
     match d {
         Dialect::MySql => statements(
             &mut out,
             max_bytes,
             "INSERT IGNORE INTO users_main (ID, Uploaded, Downloaded) VALUES ",
             rows,
-            " ON DUPLICATE KEY UPDATE Uploaded = Uploaded + VALUES(Uploaded), \
-             Downloaded = Downloaded + VALUES(Downloaded)",
+            &format!(
+                " ON DUPLICATE KEY UPDATE Uploaded = {}, Downloaded = {}",
+                mysql_sum("Uploaded"),
+                mysql_sum("Downloaded")
+            ),
         ),
         Dialect::Postgres => statements(
             &mut out,
             max_bytes,
-            "UPDATE users_main AS u SET uploaded = u.uploaded + v.up, \
-             downloaded = u.downloaded + v.down FROM (VALUES ",
+            &format!(
+                "UPDATE users_main AS u SET uploaded = {}, downloaded = {} FROM (VALUES ",
+                postgres_sum("u.uploaded", "v.up"),
+                postgres_sum("u.downloaded", "v.down")
+            ),
             rows.map(|r| typed(r, 3)),
             ") AS v(id, up, down) WHERE u.id = v.id",
         ),
@@ -98,19 +104,25 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
     tokens.sort_by_key(|(k, _)| **k);
     let rows = tokens
         .iter()
-        .map(|((uid, tid), down)| format!("({uid},{tid},{down})"));
+        .map(|((uid, tid), down)| format!("({uid},{tid},{})", big(**down)));
     match d {
         Dialect::MySql => statements(
             &mut out,
             max_bytes,
             "INSERT IGNORE INTO users_freeleeches (UserID, TorrentID, Downloaded) VALUES ",
             rows,
-            " ON DUPLICATE KEY UPDATE Downloaded = Downloaded + VALUES(Downloaded)",
+            &format!(
+                " ON DUPLICATE KEY UPDATE Downloaded = {}",
+                mysql_sum("Downloaded")
+            ),
         ),
         Dialect::Postgres => statements(
             &mut out,
             max_bytes,
-            "UPDATE users_freeleeches AS f SET downloaded = f.downloaded + v.down FROM (VALUES ",
+            &format!(
+                "UPDATE users_freeleeches AS f SET downloaded = {} FROM (VALUES ",
+                postgres_sum("f.downloaded", "v.down")
+            ),
             rows.map(|r| typed(r, 3)),
             ") AS v(uid, tid, down) WHERE f.userid = v.uid AND f.torrentid = v.tid",
         ),
@@ -123,15 +135,15 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
             "({uid},{tid},{},{},{},{},{},{},{},0,{},{},{},'',{})",
             binary(d, peer_id),
             u8::from(p.active),
-            p.uploaded,
-            p.downloaded,
-            p.remaining,
-            p.upspeed,
-            p.downspeed,
-            p.timespent,
-            p.announced,
+            big(p.uploaded),
+            big(p.downloaded),
+            big(p.remaining),
+            int(p.upspeed),
+            int(p.downspeed),
+            int(p.timespent),
+            int(u64::from(p.announced)),
             address(p.ip),
-            p.mtime
+            int(p.mtime)
         )
     });
     let columns = "INSERT INTO xbt_files_users (uid, fid, peer_id, active, uploaded, downloaded, \
@@ -172,7 +184,7 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
             "({},{},{},{})",
             s.user_id,
             s.torrent_id,
-            s.tstamp,
+            int(s.tstamp),
             address(s.ip)
         )
     });
@@ -217,6 +229,30 @@ pub fn writes(d: Dialect, batch: &Batch, max_bytes: usize) -> Vec<String> {
         ),
     }
     out
+}
+
+/// The largest value written to a `bigint` column (signed in PostgreSQL
+/// and in some schemas): a client reporting absurd totals must not make
+/// the whole write fail, for every user, forever.
+const BIG: u64 = i64::MAX as u64;
+
+fn big(v: u64) -> u64 {
+    v.min(BIG)
+}
+
+/// The same for `int` columns (speeds, seconds, counts).
+fn int(v: u64) -> u64 {
+    v.min(i32::MAX as u64)
+}
+
+/// `column + VALUES(column)`, stopping at `BIG` instead of failing.
+fn mysql_sum(column: &str) -> String {
+    format!("IF({column} > {BIG} - VALUES({column}), {BIG}, {column} + VALUES({column}))")
+}
+
+/// `column + delta`, stopping at `BIG` instead of failing.
+fn postgres_sum(column: &str, delta: &str) -> String {
+    format!("CASE WHEN {column} > {BIG} - {delta} THEN {BIG} ELSE {column} + {delta} END")
 }
 
 /// PostgreSQL infers a VALUES list's column types from its rows: casting
@@ -345,11 +381,33 @@ mod tests {
         assert!(pg[1].contains(&format!("'\\x{}'::bytea", "ab".repeat(20))));
         assert!(pg[1].contains("ON CONFLICT (peer_id, fid, uid)"));
         assert!(writes(Dialect::MySql, &Batch::default(), 1 << 20).is_empty());
+        assert!(mysql[0].contains("IF(Uploaded > 9223372036854775807 - VALUES(Uploaded)"));
+        assert!(pg[0].contains("CASE WHEN u.uploaded > 9223372036854775807 - v.up"));
         assert_eq!(address(Some("::1".parse().unwrap())), "'::1'");
         assert_eq!(
             address(Some("2001:db8:aaaa:bbbb::1".parse().unwrap())),
             "''"
         );
+    }
+
+    #[test]
+    fn absurd_values_are_capped_to_the_columns() {
+        let mut b = batch();
+        b.users.insert(
+            9,
+            Transfer {
+                uploaded: u64::MAX,
+                downloaded: 0,
+            },
+        );
+        if let Some(p) = b.peers.values_mut().next() {
+            p.uploaded = u64::MAX;
+            p.upspeed = u64::MAX;
+        }
+        let s = writes(Dialect::MySql, &b, 1 << 20).join(";");
+        assert!(!s.contains(&u64::MAX.to_string()), "{s}");
+        assert!(s.contains("(9,9223372036854775807,0)"), "{s}");
+        assert!(s.contains(",9223372036854775807,6,7,2147483647,"), "{s}");
     }
 
     #[test]
