@@ -432,6 +432,24 @@ fn outages_lose_nothing(site: &mut dyn SqlServer) {
     assert!(t.stop().success());
     let files = std::fs::read_dir(&journal).unwrap().count();
     assert!(files >= 1, "nothing journaled at the stop");
+
+    // A start while the database is still down answers from the catalog
+    // the last run read (kept in the journal directory).
+    let url = format!("private.database_url={}", site.url());
+    let password = format!("private.site_password={SITE_PASSWORD}");
+    let dir = format!("private.journal_dir={}", journal.display());
+    let t = Tracker::start(&[
+        "private.enabled=true",
+        url.as_str(),
+        password.as_str(),
+        dir.as_str(),
+        "private.flush_interval=200ms",
+        "private.connect_timeout=1s",
+    ]);
+    await_metric(&t, "shoal_private_users", |v| v >= 1.0);
+    let mut http = HttpClient::connect(t.v4);
+    assert_eq!(announce(&mut http, &k, &ih, &peer(1), up, 0, 0, ""), None);
+    assert!(t.stop().success());
     site.restart();
     let t = start(site, &journal, &[]);
     await_rows(

@@ -15,7 +15,7 @@ pub fn passkey(bytes: &[u8]) -> Option<Passkey> {
     bytes.try_into().ok()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: u32,
     pub can_leech: bool,
@@ -25,7 +25,7 @@ pub struct User {
 }
 
 /// `torrents.FreeTorrent`: what a torrent's transfer counts for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Freeleech {
     /// '0': upload and download count.
     #[default]
@@ -47,14 +47,14 @@ impl Freeleech {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Torrent {
     pub id: u32,
     pub freeleech: Freeleech,
 }
 
 /// One version of the site's data.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     pub users: Map<Passkey, User>,
     pub torrents: Map<InfoHash, Torrent>,

@@ -5,6 +5,7 @@
 //! after the rows they hold were committed.
 
 use crate::private::batch::Batch;
+use crate::private::catalog::Catalog;
 use crate::private::ledger::KeptClient;
 use std::fs;
 use std::io::{self, Write};
@@ -14,6 +15,8 @@ const MAGIC: &[u8; 8] = b"SHOALPJ1";
 const SUFFIX: &str = ".batch";
 /// The clients' last reports, kept over a restart.
 const CLIENTS: &str = "clients.state";
+/// The last catalog read, for a start while the database is down.
+const CATALOG: &str = "catalog.state";
 
 pub struct Journal {
     dir: PathBuf,
@@ -53,6 +56,31 @@ impl Journal {
         fs::create_dir_all(&self.dir)?;
         let payload = bincode::serialize(clients).map_err(io::Error::other)?;
         write_durably(&self.dir.join(CLIENTS), &payload)
+    }
+
+    /// Keeps the last catalog read, for a start while the database is
+    /// down.
+    pub fn write_catalog(&self, catalog: &Catalog) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let payload = bincode::serialize(catalog).map_err(io::Error::other)?;
+        write_durably(&self.dir.join(CATALOG), &payload)
+    }
+
+    /// The last catalog a run read, if any (a bad file is set aside).
+    pub fn read_catalog(&self) -> Option<Catalog> {
+        let path = self.dir.join(CATALOG);
+        if !path.exists() {
+            return None;
+        }
+        let catalog = read_payload(&path)
+            .and_then(|p| bincode::deserialize::<Catalog>(&p).map_err(|e| e.to_string()));
+        match catalog {
+            Ok(catalog) => Some(catalog),
+            Err(why) => {
+                set_aside(&path, &why);
+                None
+            }
+        }
     }
 
     /// The clients a previous run kept; the file is removed (a bad one is

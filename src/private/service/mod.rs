@@ -157,6 +157,8 @@ impl Service {
                 next_connect = now + RETRY;
                 if self.db.is_some() {
                     next_reload = now;
+                } else if !self.master.loaded {
+                    self.answer_from_last_catalog();
                 }
             }
             if self.db.is_some() && now >= next_reload {
@@ -234,6 +236,20 @@ impl Service {
         }
     }
 
+    /// The database is down and nothing was read yet: announces are
+    /// answered from the catalog the last run read, until it is back.
+    fn answer_from_last_catalog(&mut self) {
+        if let Some(catalog) = self.journal.read_catalog() {
+            tracing::warn!(
+                users = catalog.users.len(),
+                torrents = catalog.torrents.len(),
+                "private mode: the database is down; answering from the last catalog read before this start"
+            );
+            self.master = catalog;
+            self.link.publish(self.master.clone());
+        }
+    }
+
     /// Reads the catalog again; `false` on failure.
     async fn reload(&mut self) -> bool {
         let Some(db) = &mut self.db else { return false };
@@ -253,6 +269,9 @@ impl Service {
                 );
                 self.master = catalog;
                 self.link.publish(self.master.clone());
+                if let Err(e) = self.journal.write_catalog(&self.master) {
+                    tracing::warn!("private mode: cannot keep the catalog on disk ({e}): a start while the database is down will answer nothing");
+                }
                 FIGURES.reloads.fetch_add(1, Ordering::Relaxed);
                 true
             }
