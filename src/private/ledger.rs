@@ -67,6 +67,9 @@ pub struct Report {
 
 #[derive(Clone, Debug)]
 struct Client {
+    /// The time of this client's one entry in the expiry heap (entries of
+    /// earlier lives of the same key are stale and skipped).
+    queued: u64,
     info_hash: [u8; 20],
     uploaded: u64,
     downloaded: u64,
@@ -200,6 +203,7 @@ impl Ledger {
             self.clients.insert(
                 key,
                 Client {
+                    queued: previous.as_ref().map_or(expires, |p| p.queued),
                     info_hash: r.info_hash,
                     uploaded: r.uploaded,
                     downloaded: r.downloaded,
@@ -289,14 +293,22 @@ impl Ledger {
                 break;
             }
             self.expiry.pop();
-            let Some(client) = self.clients.get(&key) else {
+            let Some(client) = self.clients.get_mut(&key) else {
                 continue;
             };
+            if client.queued != expires {
+                // An entry of an earlier life of this key (it stopped and
+                // came back): the client has its own entry.
+                continue;
+            }
             if client.expires > now {
+                client.queued = client.expires;
                 self.expiry.push(Reverse((client.expires, key)));
                 continue;
             }
-            let client = self.clients.remove(&key).unwrap_or_else(|| unreachable!());
+            let Some(client) = self.clients.remove(&key) else {
+                continue;
+            };
             dropped += 1;
             let tally = self.tallies.entry(key.1).or_default();
             remove_from(tally, client.left == 0);
@@ -355,6 +367,7 @@ impl Ledger {
                 tally.leechers += 1;
             }
             self.expiry.push(Reverse((k.expires, k.key)));
+            let queued = k.expires;
             self.clients.insert(
                 k.key,
                 Client {
@@ -366,6 +379,7 @@ impl Ledger {
                     last: k.last,
                     announced: k.announced,
                     expires: k.expires,
+                    queued,
                     ip: k.ip,
                 },
             );
@@ -619,6 +633,30 @@ mod tests {
         assert_eq!(l.expire(100, usize::MAX), 0);
         assert_eq!(l.expire(159, usize::MAX), 0);
         assert_eq!(l.expire(160, usize::MAX), 1);
+    }
+
+    #[test]
+    fn a_client_that_stops_and_comes_back_keeps_one_live_entry() {
+        let mut l = Ledger::new(100, Rates::default());
+        for round in 0..5 {
+            let t = round * 10;
+            l.announce(&report(0, 0, 5, t));
+            l.announce(&Report {
+                stopped: true,
+                ..report(0, 0, 5, t + 1)
+            });
+        }
+        l.announce(&report(0, 0, 5, 60));
+        // Stale entries of earlier lives go as they come up.
+        assert_eq!(l.expire(150, usize::MAX), 0);
+        assert_eq!(l.expiry.len(), 1);
+        for t in [200, 300] {
+            l.announce(&report(0, 0, 5, t));
+            l.expire(t + 99, usize::MAX);
+            assert_eq!(l.expiry.len(), 1);
+        }
+        assert_eq!(l.expire(400, usize::MAX), 1);
+        assert!(l.expiry.is_empty());
     }
 
     #[test]

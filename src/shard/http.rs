@@ -190,6 +190,16 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize, secure: bo
             }
         };
         let http = &shard.http;
+        let tls = if secure {
+            // Always there with TLS listeners (loaded before the start);
+            // never serve a TLS port in the clear.
+            let Some(config) = http.tls.borrow().clone() else {
+                continue;
+            };
+            Some(config)
+        } else {
+            None
+        };
         // At the cap, the connection that has waited longest for a head
         // makes room (its task ends at once); only when every connection
         // is busy being answered is the new one dropped.
@@ -202,16 +212,6 @@ pub(crate) async fn serve_listener(shard: Rc<Shard>, listener: usize, secure: bo
         }
         shard.counters.http_connection(true);
         http.connections.set(http.connections.get() + 1);
-        let tls = if secure {
-            // Always there with TLS listeners (loaded before the start);
-            // never serve a TLS port in the clear.
-            let Some(config) = http.tls.borrow().clone() else {
-                continue;
-            };
-            Some(config)
-        } else {
-            None
-        };
         glommio::spawn_local(serve_connection(shard.clone(), socket, peer, tls)).detach();
     }
 }
@@ -246,7 +246,12 @@ async fn serve_connection(
         None => serve_requests(&shard, &*stream, &stream, peer).await,
         Some(config) => {
             let until = Instant::now() + http.read_timeout;
-            match TlsStream::accept(stream.clone(), config, until).await {
+            // A handshake still to finish waits like a request head: at
+            // the cap it may be closed to admit a new connection.
+            let waiting = Waiting::new(http, &stream);
+            let handshake = TlsStream::accept(stream.clone(), config, until).await;
+            drop(waiting);
+            match handshake {
                 Ok(tls) => serve_requests(&shard, &tls, &stream, peer).await,
                 Err(e) => {
                     shard.counters.tls_handshake_failed();

@@ -68,40 +68,18 @@ impl Journal {
 
     /// The last catalog a run read, if any (a bad file is set aside).
     pub fn read_catalog(&self) -> Option<Catalog> {
-        let path = self.dir.join(CATALOG);
-        if !path.exists() {
-            return None;
-        }
-        let catalog = read_payload(&path)
-            .and_then(|p| bincode::deserialize::<Catalog>(&p).map_err(|e| e.to_string()));
-        match catalog {
-            Ok(catalog) => Some(catalog),
-            Err(why) => {
-                set_aside(&path, &why);
-                None
-            }
-        }
+        read_state(&self.dir.join(CATALOG))
     }
 
-    /// The clients a previous run kept; the file is removed (a bad one is
-    /// set aside).
+    /// The clients a previous run kept; the file is removed once read (a
+    /// bad one is set aside).
     pub fn take_clients(&self) -> Vec<KeptClient> {
         let path = self.dir.join(CLIENTS);
-        if !path.exists() {
-            return Vec::new();
+        let clients = read_state(&path);
+        if clients.is_some() {
+            let _ = fs::remove_file(&path);
         }
-        let clients = read_payload(&path)
-            .and_then(|p| bincode::deserialize::<Vec<KeptClient>>(&p).map_err(|e| e.to_string()));
-        match clients {
-            Ok(clients) => {
-                let _ = fs::remove_file(&path);
-                clients
-            }
-            Err(why) => {
-                set_aside(&path, &why);
-                Vec::new()
-            }
-        }
+        clients.unwrap_or_default()
     }
 
     /// Every batch on disk, merged oldest first. A file that cannot be
@@ -125,7 +103,8 @@ impl Journal {
                     held.batch.merge(batch);
                     held.files.push(path);
                 }
-                Err(why) => set_aside(&path, &why),
+                // Left out of this read (and on disk, for the next start).
+                Err(why) => unread(&path, why),
             }
         }
         held
@@ -133,15 +112,18 @@ impl Journal {
 
     /// The batches of `files`, merged in order (unreadable ones are set
     /// aside as in `read_all`).
-    pub fn read_files(&self, files: &[PathBuf]) -> Batch {
+    /// `Err` when one could not be read now (the caller keeps every
+    /// file and tries again later).
+    pub fn read_files(&self, files: &[PathBuf]) -> io::Result<Batch> {
         let mut all = Batch::default();
         for path in files {
             match read(path) {
                 Ok(batch) => all.merge(batch),
-                Err(why) => set_aside(path, &why),
+                Err(Unread::Io(e)) => return Err(e),
+                Err(bad) => unread(path, bad),
             }
         }
-        all
+        Ok(all)
     }
 
     /// Removes files whose rows were committed.
@@ -177,9 +159,22 @@ fn write_durably(path: &Path, payload: &[u8]) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Why a file could not be read.
+enum Unread {
+    /// The disk or the system refused (out of descriptors, say): the file
+    /// may be whole; try again later.
+    Io(io::Error),
+    /// The file is not a whole journal file of this version.
+    Bad(String),
+}
+
 /// A file's payload, its version, length and checksum checked.
-fn read_payload(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+fn read_payload(path: &Path) -> Result<Vec<u8>, Unread> {
+    let bytes = fs::read(path).map_err(Unread::Io)?;
+    check_payload(bytes).map_err(Unread::Bad)
+}
+
+fn check_payload(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let header = MAGIC.len() + 4 + 8;
     if bytes.len() < header || &bytes[..8] != MAGIC {
         return Err("not a Shoal journal file of this version".into());
@@ -196,8 +191,36 @@ fn read_payload(path: &Path) -> Result<Vec<u8>, String> {
     Ok(payload.to_vec())
 }
 
-fn read(path: &Path) -> Result<Batch, String> {
-    Batch::decode(&read_payload(path)?)
+fn read(path: &Path) -> Result<Batch, Unread> {
+    Batch::decode(&read_payload(path)?).map_err(Unread::Bad)
+}
+
+/// A state file (`catalog.state`, `clients.state`), if there is one
+/// that reads.
+fn read_state<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    if !path.exists() {
+        return None;
+    }
+    let state = read_payload(path)
+        .and_then(|p| bincode::deserialize(&p).map_err(|e| Unread::Bad(e.to_string())));
+    match state {
+        Ok(state) => Some(state),
+        Err(why) => {
+            unread(path, why);
+            None
+        }
+    }
+}
+
+/// Sets a bad file aside; an unreadable one stays for a later read.
+fn unread(path: &Path, why: Unread) {
+    match why {
+        Unread::Bad(why) => set_aside(path, &why),
+        Unread::Io(e) => tracing::error!(
+            path = %path.display(),
+            "private journal file cannot be read now ({e}); it stays for a later try"
+        ),
+    }
 }
 
 /// A file that cannot be read is moved aside and logged, never deleted.

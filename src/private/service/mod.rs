@@ -260,6 +260,11 @@ impl Service {
                 catalog
                     .deleted
                     .retain(|h, _| !catalog.torrents.contains_key(h));
+                // The read may have begun before the site wrote what it
+                // told us since; applying it again is harmless.
+                for change in self.since_reload.drain(..) {
+                    catalog.apply(change);
+                }
                 tracing::info!(
                     users = catalog.users.len(),
                     torrents = catalog.torrents.len(),
@@ -340,7 +345,14 @@ impl Service {
                 (mirror, _) => {
                     let mut owned = match mirror {
                         Some(mirror) => mirror.clone(),
-                        None => self.journal.read_files(&self.files),
+                        None => match self.journal.read_files(&self.files) {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                // Every file stays; the next flush tries again.
+                                tracing::error!("private mode: cannot read the journal now ({e})");
+                                return;
+                            }
+                        },
                     };
                     if !durable {
                         owned.merge(self.pending.clone());
@@ -393,7 +405,13 @@ impl Service {
     /// Merges the journal's files into one (a long outage writes one per
     /// flush).
     fn compact(&mut self) {
-        let all = self.journal.read_files(&self.files);
+        let all = match self.journal.read_files(&self.files) {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::error!("private mode: cannot read the journal to compact it ({e})");
+                return;
+            }
+        };
         match self.journal.write(&all) {
             Ok(path) => {
                 self.journal.remove(&self.files);
